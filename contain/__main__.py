@@ -1,0 +1,3 @@
+from contain.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""The ``contain`` command line: a thin layer that turns arguments into a RunSpec.
+
+Errors are one line on stderr and a non-zero exit status, following ``docker run``:
+125 when contain itself fails, 126 when the command cannot be executed, 127 when it
+does not exist, and otherwise the command's own exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_RUNTIME_ERROR = 125
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contain", description="A container runtime built chapter by chapter."
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+
+    sub.add_parser("version", help="print the version")
+
+    chroot = sub.add_parser("chroot", help="run a command in a root filesystem with chroot(2) "
+                            "(chapter 1: no isolation, escapable)")
+    chroot.add_argument("rootfs", type=Path)
+    chroot.add_argument("command", nargs=argparse.REMAINDER)
+
+    run = sub.add_parser("run", help="run a command in a new container")
+    run.add_argument("--rootfs", type=Path, help="root filesystem directory "
+                     "(default: a busybox root built on first use)")
+    run.add_argument("--hostname", help="the container's hostname (default: its id)")
+    run.add_argument("--init", action="store_true",
+                     help="run a tiny init as PID 1 that reaps zombies and forwards signals")
+    run.add_argument("--pid-file", type=Path, help="write the container's PID 1 (host view) here")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
+                     help="set an environment variable")
+    run.add_argument("-w", "--workdir", default="/", help="working directory inside")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+
+    rootfs = sub.add_parser("rootfs", help="manage root filesystems")
+    rootfs_sub = rootfs.add_subparsers(dest="rootfs_verb", metavar="ACTION", required=True)
+    build = rootfs_sub.add_parser("build", help="build the busybox root filesystem into DIR")
+    build.add_argument("directory", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return dispatch(parser, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line, never a traceback
+        from contain.process import ChildError
+
+        code = exc.exit_code if isinstance(exc, ChildError) else EXIT_RUNTIME_ERROR
+        print(f"contain: {exc}", file=sys.stderr)
+        return code
+
+
+def dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.verb == "version":
+        from contain import __version__
+
+        print(f"contain {__version__}")
+        return 0
+    if args.verb == "rootfs":
+        from contain import rootfs
+
+        print(rootfs.build_busybox(args.directory))
+        return 0
+    if args.verb == "chroot":
+        return chroot(parser, args)
+    if args.verb == "run":
+        return run(parser, args)
+    parser.error(f"unknown command {args.verb}")
+    return 2  # not reached
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    command: list[str] = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        parser.error(f"{args.verb}: give the command to run, e.g. contain {args.verb} ... /bin/sh")
+    return command
+
+
+def chroot(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from contain import process, rootfs
+    from contain.runtime.run import check_privileges
+
+    command = _command(parser, args)
+    check_privileges()
+    root = str(rootfs.check_rootfs(args.rootfs))
+    child = process.spawn(command, hooks=process.Hooks(prepare=lambda: rootfs.chroot(root)))
+    child.forward_signals()
+    return child.wait()
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from contain.runtime import run as runtime
+    from contain.runtime.spec import RunSpec
+
+    env = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--env {item!r}: use NAME=VALUE")
+        env[name] = value
+    spec = RunSpec(
+        argv=_command(parser, args), rootfs=args.rootfs, hostname=args.hostname,
+        init=args.init, pid_file=args.pid_file, env=env, cwd=args.workdir,
+    )
+    return runtime.run(spec)

@@ -1,0 +1,1 @@
+"""The runtime: composes rootfs, namespaces, cgroups and layers into a container."""

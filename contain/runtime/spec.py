@@ -1,0 +1,39 @@
+"""What to run and how: the one description shared by the CLI and the Python API."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contain.namespaces import DEFAULT, Namespace
+
+DATA_ROOT = "/var/lib/contain"  # images, layers, base root filesystems
+STATE_ROOT = "/run/contain"  # one directory per live container
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("CONTAIN_ROOT", DATA_ROOT))
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("CONTAIN_STATE", STATE_ROOT))
+
+
+def new_id() -> str:
+    """A random 12-hex-digit container id (short enough for interface names)."""
+    return secrets.token_hex(6)
+
+
+@dataclass
+class RunSpec:
+    argv: list[str]
+    rootfs: Path | None = None  # None: the default busybox root filesystem
+    hostname: str | None = None
+    namespaces: frozenset[Namespace] = DEFAULT
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    init: bool = False  # a tiny init as PID 1 (docker run --init)
+    id: str = field(default_factory=new_id)
+    pid_file: Path | None = None
