@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
 
     sub.add_parser("version", help="print the version")
+    sub.add_parser("doctor", help="check that this machine is ready for the course "
+                   "(exit 1 if something required is missing)")
 
     chroot = sub.add_parser("chroot", help="run a command in a root filesystem with chroot(2) "
                             "(chapter 1: no isolation, escapable)")
@@ -68,6 +70,10 @@ def dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         print(f"contain {__version__}")
         return 0
+    if args.verb == "doctor":
+        from contain.lab import preflight
+
+        return preflight.main()
     if args.verb == "rootfs":
         from contain import rootfs
 

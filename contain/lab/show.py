@@ -44,6 +44,6 @@ def show(obj: Any) -> None:
     if _in_ipython():
         from IPython.display import Markdown, display
 
-        display(Markdown(f"`{title}`\n\n```python\n{source}```"))
+        display(Markdown(f"`{title}`\n\n```python\n{source}```"))  # type: ignore[no-untyped-call]
     else:
         print(f"# {title}\n{source}", end="")
