@@ -15,6 +15,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from contain import linux
 
@@ -43,7 +44,7 @@ def is_static(path: str) -> bool:
         if header[:4] != b"\x7fELF" or header[4] != 2:  # 64-bit ELF only
             return False
         little = header[5] == 1
-        order = "little" if little else "big"
+        order: Literal["little", "big"] = "little" if little else "big"
         phoff = int.from_bytes(header[32:40], order)
         phentsize = int.from_bytes(header[54:56], order)
         phnum = int.from_bytes(header[56:58], order)

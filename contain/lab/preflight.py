@@ -150,8 +150,8 @@ def check_userns() -> Check:
         except FileNotFoundError:
             continue
     ok = not problems
-    return Check("user namespaces", ok,
-                 "unprivileged user namespaces allowed" if ok else "disabled: " + ", ".join(problems),
+    detail = "unprivileged user namespaces allowed" if ok else "disabled: " + ", ".join(problems)
+    return Check("user namespaces", ok, detail,
                  "only chapter 8 (rootless) needs them: sysctl -w " +
                  " ".join(p.rsplit("=", 1)[0] + ("=0" if p.endswith("=1") else "=1")
                           for p in problems), required=False)
