@@ -11,6 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from contain.runtime.spec import RunSpec
 
 EXIT_RUNTIME_ERROR = 125
 
@@ -40,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
                      help="set an environment variable")
     run.add_argument("-w", "--workdir", default="/", help="working directory inside")
+    run.add_argument("--namespaces", "--ns", metavar="KINDS",
+                     help="comma-separated namespaces to isolate (default: "
+                     "mnt,uts,ipc,pid,net,cgroup; also user, time)")
+    run.add_argument("--userns", action="store_true",
+                     help="add a user namespace: root inside is uid 100000 outside")
+    run.add_argument("--uidmap", action="append", metavar="IN:OUT:COUNT",
+                     help="uid map line for --userns (repeatable; default 0:100000:65536)")
+    run.add_argument("--gidmap", action="append", metavar="IN:OUT:COUNT",
+                     help="gid map line for --userns (default: the uid map)")
+    run.add_argument("--time-offset", metavar="monotonic=S,boottime=S",
+                     help="shift the clocks in a new time namespace (implies it)")
     run.add_argument("command", nargs=argparse.REMAINDER)
 
     rootfs = sub.add_parser("rootfs", help="manage root filesystems")
@@ -122,4 +137,24 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         argv=_command(parser, args), rootfs=args.rootfs, hostname=args.hostname,
         init=args.init, pid_file=args.pid_file, env=env, cwd=args.workdir,
     )
+    _namespace_options(args, spec)
     return runtime.run(spec)
+
+
+def _namespace_options(args: argparse.Namespace, spec: RunSpec) -> None:
+    """Chapter 2: which namespaces, the user namespace's maps, the time offsets."""
+    from contain import namespaces as ns
+
+    kinds = set(ns.parse_kinds(args.namespaces) if args.namespaces else spec.namespaces)
+    if args.userns or args.uidmap or args.gidmap:
+        kinds.add(ns.Namespace.USER)
+    if args.uidmap:
+        spec.uid_maps = ns.parse_id_maps(",".join(args.uidmap))
+    if args.gidmap:
+        spec.gid_maps = ns.parse_id_maps(",".join(args.gidmap))
+    elif args.uidmap:
+        spec.gid_maps = list(spec.uid_maps)
+    if args.time_offset:
+        spec.time_offsets = ns.TimeOffsets.parse(args.time_offset)
+        kinds.add(ns.Namespace.TIME)
+    spec.namespaces = frozenset(kinds)

@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
@@ -109,6 +107,8 @@ def call_in_child(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     The child may unshare namespaces, chroot or mount: none of it touches the caller.
     The result (or the exception) comes back pickled over a pipe.
     """
+    import pickle  # here, not at the top: `contain run` never needs it
+    import traceback
     read_end, write_end = os.pipe()
     pid = _fork()
     if pid == 0:  # the child
@@ -318,9 +318,7 @@ def _intermediate(
         _await(go)
         os.close(go)
         if become_root:
-            # The parent has written our uid/gid maps: 0 inside is now a real user.
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            _become_root()
         init_pid = os.fork()
         if init_pid == 0:
             _container_init(argv, hooks, env, cwd, init, msg)
@@ -354,6 +352,22 @@ def _kill_quietly(pid: int, signum: int) -> None:
 def _exit_like(status: int) -> NoReturn:
     """Exit with the status of a child: same code, or 128 + signal (as a shell does)."""
     os._exit(exit_status(status))
+
+
+def _become_root() -> None:
+    """Take uid/gid 0 of the new user namespace, whose maps the parent has written.
+
+    Done in A before B is forked, so PID 1 is root of the namespace from the start (and
+    the kernel lets only a mapped uid mount an overlay there). Changing the effective
+    uid clears the parent-death signal and makes the process non-dumpable, which hands
+    /proc/self to the host's root (prctl(2)): set both again. Until now A was the host's
+    uid 0 (unmapped inside, shown as 65534): that is when to open anything under the
+    host's root-owned 0700 directories (see Hooks.in_namespaces).
+    """
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.prctl(linux.PR_SET_DUMPABLE, 1)
 
 
 def _container_init(

@@ -11,7 +11,7 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from contain import linux, process, rootfs
+from contain import linux, namespaces, process, rootfs
 from contain.namespaces import Namespace, flags
 from contain.runtime.spec import RunSpec, data_root
 
@@ -43,6 +43,8 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
     env = {**DEFAULT_ENV, "HOSTNAME": spec.hostname or spec.id, **spec.env}
 
     def prepare() -> None:  # in the container, as PID 1, before exec
+        if Namespace.NET in spec.namespaces:
+            namespaces.loopback_up()  # a new network namespace's lo starts down
         if Namespace.UTS in spec.namespaces:
             linux.sethostname(spec.hostname or spec.id)
         if Namespace.MNT in spec.namespaces:
@@ -51,9 +53,14 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
             rootfs.chroot(root)
 
     hooks = process.Hooks(prepare=prepare)
+    userns = Namespace.USER in spec.namespaces
+    if userns:  # the parent maps root inside to an unprivileged range outside
+        hooks.unshared = lambda pid: namespaces.write_id_maps(pid, spec.uid_maps, spec.gid_maps)
+    if Namespace.TIME in spec.namespaces:  # in A, after unshare, before the first fork
+        hooks.in_namespaces = lambda: namespaces.set_time_offsets(spec.time_offsets)
     container = process.spawn(
         spec.argv, flags=flags(spec.namespaces), hooks=hooks, env=env, cwd=spec.cwd,
-        init=spec.init,
+        init=spec.init, become_root=userns,
     )
     undo.callback(_kill, container)
     if spec.pid_file:

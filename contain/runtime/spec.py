@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contain.namespaces import DEFAULT, Namespace
+from contain.namespaces import DEFAULT, DEFAULT_ID_MAP, IdMap, Namespace, TimeOffsets
 
 DATA_ROOT = "/var/lib/contain"  # images, layers, base root filesystems
 STATE_ROOT = "/run/contain"  # one directory per live container
@@ -37,3 +37,8 @@ class RunSpec:
     init: bool = False  # a tiny init as PID 1 (docker run --init)
     id: str = field(default_factory=new_id)
     pid_file: Path | None = None
+    # Chapter 2: the user namespace's maps (used when Namespace.USER is in namespaces) and
+    # the time namespace's clock offsets (used when Namespace.TIME is).
+    uid_maps: list[IdMap] = field(default_factory=lambda: [DEFAULT_ID_MAP])
+    gid_maps: list[IdMap] = field(default_factory=lambda: [DEFAULT_ID_MAP])
+    time_offsets: TimeOffsets = field(default_factory=TimeOffsets)
