@@ -3,9 +3,11 @@
     from contain import lab
     lab.show(contain.rootfs.pivot_into)   # the source of a package function
     lab.sh("contain run /bin/hostname")   # a shell command, printed
+    lab.popen("run", "/bin/cat", stdin=PIPE)  # contain in the background
     lab.check("01.pivot", my_pivot)       # an exercise check: prints a verdict
     lab.solution("01.pivot")              # the reference solution
     lab.exercises()                       # every exercise of the course
+    lab.workdir("ch01")                   # a fresh /tmp/contain-lab-ch01
     lab.reset()                           # remove what the notebooks made
     lab.preflight.run()                   # is this machine ready for the course?
 
@@ -24,9 +26,14 @@ from contain.lab.exercises import check, exercises, solution
 from contain.lab.reset import reset
 from contain.lab.show import show
 
-__all__ = ["check", "exercises", "preflight", "reset", "sh", "show", "solution"]
+__all__ = ["check", "exercises", "preflight", "reset", "popen", "sh", "show", "solution", "workdir"]
 
-_LAZY = {"sh": ("contain.lab.shell", "sh"), "preflight": ("contain.lab.preflight", None)}
+_LAZY = {
+    "sh": ("contain.lab.shell", "sh"),
+    "popen": ("contain.lab.shell", "popen"),
+    "preflight": ("contain.lab.preflight", None),
+    "workdir": ("contain.lab.reset", "workdir"),
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,8 @@ One mechanism for every chapter:
 
 * A notebook has an exercise cell with a stub the learner edits (its body is
   ``raise NotImplementedError("your turn")``) and a check cell
-  ``lab.check("01.pivot", my_pivot)``.
+  ``passed = lab.check("01.pivot", my_pivot)`` (assign the result: a bare call would
+  add an ``Out[]`` value, and nbval ignores a trailing ``;``).
 * :func:`check` runs the registered check and PRINTS a deterministic verdict instead
   of raising, so a notebook always runs top to bottom (CI runs the committed stub)::
 
@@ -212,9 +213,9 @@ def solution(name: str) -> None:
     show(reference_solution(name))
 
 
-def exercises() -> list[Exercise]:
-    """Print and return every exercise of the course: name, title, hint."""
-    found = list(registry().values())
+def exercises(chapter: str = "") -> list[Exercise]:
+    """Print and return the course's exercises (``chapter="01"``: only that chapter's)."""
+    found = [ex for ex in registry().values() if ex.name.startswith(chapter)]
     for ex in found:
         print(f"{ex.name:<22} {ex.title}")
     return found

@@ -29,7 +29,7 @@ DECOY = NONE + "50 24 0:40 / /srv/cgroup2 rw,relatime shared:3 - tmpfs cgroup2 r
           hint="split each line at ' - ': the first word after it is the filesystem type; "
                "'cgroup' is v1, 'cgroup2' is v2, both mounted means hybrid")
 def check_cgroup_version(fn: Callable[[str], str]) -> None:
-    """Tell v1, v2, hybrid or none from the text of /proc/self/mountinfo."""
+    """Write cgroup_version(mountinfo): v1, v2, hybrid or none, from /proc/self/mountinfo."""
     from contain.lab import preflight
 
     for text, expected in ((V2, "v2"), (V1, "v1"), (HYBRID, "hybrid"), (NONE, "none"),

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]  # the directory that holds the package
 
@@ -39,16 +40,26 @@ def resolve(cmd: str) -> str:
     return cmd
 
 
+def env() -> dict[str, str]:
+    """The environment for a ``contain`` subprocess: this package first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def popen(*args: str, **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start ``contain ARGS...`` in the background (for a container you watch while it runs)."""
+    return subprocess.Popen([sys.executable, "-m", "contain", *args], env=env(), **kwargs)
+
+
 def sh(cmd: str, check: bool = True, quiet: bool = False, timeout: float = 120) -> Output:
     """Run ``cmd`` with /bin/sh, print its output, and return it.
 
     ``check=True`` raises :class:`CommandFailed` (with the output) on a non-zero exit;
     with ``check=False`` a non-zero status is printed as ``[exit status N]``.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     done = subprocess.run(
-        resolve(cmd), shell=True, env=env, text=True, stdout=subprocess.PIPE,
+        resolve(cmd), shell=True, env=env(), text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, timeout=timeout, stdin=subprocess.DEVNULL,
     )
     out = Output(done.stdout, done.returncode)
