@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
                      help="set an environment variable")
     run.add_argument("-w", "--workdir", default="/", help="working directory inside")
+    run.add_argument("--rm", action="store_true",
+                     help="remove the container's writable layer when it exits")
+    run.add_argument("--name", dest="container_id", metavar="ID",
+                     help="the container's id (default: 12 random hex digits)")
     run.add_argument("--namespaces", "--ns", metavar="KINDS",
                      help="comma-separated namespaces to isolate (default: "
                      "mnt,uts,ipc,pid,net,cgroup; also user, time)")
@@ -55,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="gid map line for --userns (default: the uid map)")
     run.add_argument("--time-offset", metavar="monotonic=S,boottime=S",
                      help="shift the clocks in a new time namespace (implies it)")
+    _limit_options(run)
     run.add_argument("command", nargs=argparse.REMAINDER)
+
+    rm = sub.add_parser("rm", help="remove stopped containers (their writable layers)")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    sub.add_parser("cleanup", help="remove every container whose contain process is gone: "
+                   "writable layers, cgroups, leftover processes (never a live one)")
 
     rootfs = sub.add_parser("rootfs", help="manage root filesystems")
     rootfs_sub = rootfs.add_subparsers(dest="rootfs_verb", metavar="ACTION", required=True)
@@ -98,6 +108,17 @@ def dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return chroot(parser, args)
     if args.verb == "run":
         return run(parser, args)
+    if args.verb in ("rm", "cleanup"):
+        from contain.runtime import state
+
+        if args.verb == "rm":
+            for cid in args.ids:
+                state.remove_container(cid)
+                print(cid)
+        else:
+            for cid in state.cleanup():
+                print(f"removed {cid}")
+        return 0
     parser.error(f"unknown command {args.verb}")
     return 2  # not reached
 
@@ -137,8 +158,52 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         argv=_command(parser, args), rootfs=args.rootfs, hostname=args.hostname,
         init=args.init, pid_file=args.pid_file, env=env, cwd=args.workdir,
     )
+    spec.rm = args.rm
+    if args.container_id:
+        spec.id = _container_id(parser, args.container_id)
     _namespace_options(args, spec)
+    _apply_limit_options(args, spec)
     return runtime.run(spec)
+
+
+def _limit_options(run: argparse.ArgumentParser) -> None:
+    """Chapter 3: cgroup limits, spelled as in ``docker run`` (parsed in contain.cgroups)."""
+    group = run.add_argument_group("resource limits (cgroups)")
+    group.add_argument("--cpus", help="CPU time per wall time, e.g. 0.5 = half a CPU")
+    group.add_argument("--cpu-shares", help="relative CPU weight, v1 style (2-262144, "
+                       "default 1024)")
+    group.add_argument("--cpu-weight", help="relative CPU weight, v2 style (1-10000, "
+                       "default 100)")
+    group.add_argument("-m", "--memory", help="memory limit, e.g. 256m; the OOM killer acts "
+                       "beyond it")
+    group.add_argument("--memory-swap", help="memory + swap limit (at least --memory; -1: "
+                       "unlimited swap)")
+    group.add_argument("--pids-limit", help="most processes (and threads) at once")
+    group.add_argument("--blkio-weight", help="relative I/O weight 10-1000 (needs the BFQ "
+                       "scheduler or io.cost)")
+    group.add_argument("--device-read-bps", action="append", default=[], metavar="DEV:RATE",
+                       help="limit reads from a block device, e.g. /dev/vda:1m")
+    group.add_argument("--device-write-bps", action="append", default=[], metavar="DEV:RATE",
+                       help="limit writes to a block device, e.g. /dev/vda:1m")
+    group.add_argument("--cpuset-cpus", help="CPUs to run on, e.g. 0 or 0-1")
+    group.add_argument("--cpuset-mems", help="memory nodes to use, e.g. 0")
+    group.add_argument("--cgroup-conf", action="append", default=[], metavar="CTRL.FILE=VALUE",
+                       help="write any cgroup file, e.g. memory.high=64m (repeatable)")
+    group.add_argument("--stats-file", type=Path, metavar="PATH",
+                       help="write the cgroup's final stats (CPU, memory, OOM kills) as JSON")
+
+
+def _apply_limit_options(args: argparse.Namespace, spec: RunSpec) -> None:
+    from contain.cgroups.limits import parse_limits
+
+    spec.limits = parse_limits(
+        cpus=args.cpus, cpu_shares=args.cpu_shares, cpu_weight=args.cpu_weight,
+        memory=args.memory, memory_swap=args.memory_swap, pids_limit=args.pids_limit,
+        blkio_weight=args.blkio_weight, device_read_bps=args.device_read_bps,
+        device_write_bps=args.device_write_bps, cpuset_cpus=args.cpuset_cpus,
+        cpuset_mems=args.cpuset_mems, cgroup_conf=args.cgroup_conf,
+    )
+    spec.stats_file = args.stats_file
 
 
 def _namespace_options(args: argparse.Namespace, spec: RunSpec) -> None:
@@ -158,3 +223,12 @@ def _namespace_options(args: argparse.Namespace, spec: RunSpec) -> None:
         spec.time_offsets = ns.TimeOffsets.parse(args.time_offset)
         kinds.add(ns.Namespace.TIME)
     spec.namespaces = frozenset(kinds)
+
+
+def _container_id(parser: argparse.ArgumentParser, text: str) -> str:
+    """An id names a directory and a cgroup: letters, digits, '-', '_' and '.' only."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text):
+        parser.error(f"--name {text!r}: use 1-64 letters, digits, '-', '_' or '.'")
+    return text

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 from typing import Any
 
 from contain._linux_ffi import ffi
@@ -67,7 +66,7 @@ _SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "seccomp": 317},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "seccomp": 277},
 }
-MACHINE = platform.machine()
+MACHINE = os.uname().machine  # not platform.machine(): `platform` costs ~1.5 ms to import
 
 
 def syscall_number(name: str) -> int:

@@ -10,10 +10,7 @@ old root is unmounted there is nothing left to walk back to.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +70,9 @@ def build_busybox(target: str | Path) -> Path:
     One static binary plus a symlink per applet, /etc/passwd and /etc/group, and the
     empty directories a container expects. Reproducible: fixed mtimes and modes.
     """
+    import shutil  # imported here: `contain run` imports this module and needs neither
+    import subprocess
+
     target = Path(target)
     busybox = find_busybox()
     applets = subprocess.run(
@@ -117,6 +117,9 @@ def default_rootfs(state_root: str | Path) -> Path:
     target = Path(state_root) / "rootfs" / "busybox"
     if target.is_dir():
         return target
+    import shutil
+    import tempfile
+
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".busybox-", dir=target.parent))
     try:

@@ -7,13 +7,20 @@ after chapter N has this function with the steps up to N. Whatever fails, the
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from contain import linux, namespaces, process, rootfs
+from contain import linux, namespaces, overlay, process, rootfs
 from contain.namespaces import Namespace, flags
+from contain.runtime import state
 from contain.runtime.spec import RunSpec, data_root
+
+if TYPE_CHECKING:
+    from contain.cgroups import Cgroup
 
 DEFAULT_ENV = {"PATH": process.DEFAULT_PATH, "HOME": "/root", "TERM": "xterm"}
 
@@ -40,6 +47,15 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
     """Start the container; ``undo`` collects the clean-up of every step taken."""
     base = rootfs.check_rootfs(spec.rootfs) if spec.rootfs else rootfs.default_rootfs(data_root())
     root = str(base)
+    if Namespace.MNT not in spec.namespaces:
+        raise RunError("contain run mounts the container's writable layer in its own mount "
+                       "namespace: keep 'mnt' in --namespaces")
+    # Chapter 4: a fresh writable layer over the read-only base. Removed again if any
+    # later step fails, and at exit with --rm; otherwise kept until 'contain rm ID'.
+    layer, record = state.create(spec.id, root, rm=spec.rm)
+    started = [False]
+    undo.callback(_discard_layer, layer, spec.rm, started)
+    merged = str(layer / "rootfs")
     env = {**DEFAULT_ENV, "HOSTNAME": spec.hostname or spec.id, **spec.env}
 
     def prepare() -> None:  # in the container, as PID 1, before exec
@@ -47,26 +63,128 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
             namespaces.loopback_up()  # a new network namespace's lo starts down
         if Namespace.UTS in spec.namespaces:
             linux.sethostname(spec.hostname or spec.id)
-        if Namespace.MNT in spec.namespaces:
-            rootfs.setup_root(root, proc=Namespace.PID in spec.namespaces)
-        else:
-            rootfs.chroot(root)
+        # Private first: on a host whose / is shared (systemd) the overlay mount
+        # would otherwise propagate back to the host's mount namespace.
+        linux.make_private("/")
+        # Mounted in the container's own mount namespace: when the container dies the
+        # mount goes with it, so nothing is left mounted on the host, even after SIGKILL.
+        lower, target, upper, work = (held.path(p) for p in paths)
+        if held.fds:  # --userns: mount where uid 100000 can reach it (see _HeldPaths)
+            target = _staging_root()
+        overlay.mount([lower], target, upper, work)
+        rootfs.setup_root(target, proc=Namespace.PID in spec.namespaces)
 
     hooks = process.Hooks(prepare=prepare)
     userns = Namespace.USER in spec.namespaces
     if userns:  # the parent maps root inside to an unprivileged range outside
-        hooks.unshared = lambda pid: namespaces.write_id_maps(pid, spec.uid_maps, spec.gid_maps)
-    if Namespace.TIME in spec.namespaces:  # in A, after unshare, before the first fork
-        hooks.in_namespaces = lambda: namespaces.set_time_offsets(spec.time_offsets)
+
+        def map_ids(pid: int) -> None:
+            namespaces.write_id_maps(pid, spec.uid_maps, spec.gid_maps)
+            # Overlay inside a user namespace writes its upper layer as the container's
+            # root, so that layer must belong to root's id outside (an unmapped owner
+            # would make every write EACCES/EPERM).
+            uid = namespaces.translate(0, spec.uid_maps)
+            gid = namespaces.translate(0, spec.gid_maps)
+            if uid is not None and gid is not None:
+                for name in ("upper", "work"):
+                    os.chown(layer / name, uid, gid)
+
+        hooks.unshared = map_ids
+    held = _HeldPaths()
+    paths = (root, merged, str(layer / "upper"), str(layer / "work"))
+
+    def in_namespaces() -> None:  # in A, after unshare, before the first fork
+        if Namespace.TIME in spec.namespaces:
+            namespaces.set_time_offsets(spec.time_offsets)
+        if userns:  # still the host's uid 0 here: open what root-owned 0700 dirs hide
+            held.open(*paths)
+
+    hooks.in_namespaces = in_namespaces
+    # Chapter 3: the cgroup contain/<id>, with its limits, before anything runs in it. The
+    # parent adds A while A is still in the host's namespaces, so the cgroup namespace A
+    # unshares next is rooted at this cgroup (inside, /proc/self/cgroup reads "0::/").
+    hooks.created = _cgroup(spec, undo).add
     container = process.spawn(
         spec.argv, flags=flags(spec.namespaces), hooks=hooks, env=env, cwd=spec.cwd,
         init=spec.init, become_root=userns,
     )
     undo.callback(_kill, container)
+    record.pid, record.pid_start = container.pid, state.start_time(container.pid)
+    state.save(layer, record)
+    started[0] = True
     if spec.pid_file:
         _write_pid_file(spec.pid_file, container.pid)
         undo.callback(_unlink, spec.pid_file)
     return container
+
+
+def _cgroup(spec: RunSpec, undo: ExitStack) -> Cgroup:
+    """Make the container's cgroup; on the way out report OOM kills, then remove it."""
+    from contain import cgroups
+
+    cg = cgroups.create(cgroups.container_cgroup(spec.id), spec.limits)
+    undo.callback(cg.remove)  # registered first, runs last: after the kill and the report
+    for warning in cg.applied.warnings:
+        print(f"contain: warning: {warning}", file=sys.stderr)
+    undo.callback(_report_stats, spec, cg)
+    return cg
+
+
+def _report_stats(spec: RunSpec, cg: Cgroup) -> None:
+    """After the container ended: say if the OOM killer struck, write --stats-file."""
+    stats = cg.stats()
+    if stats.oom_kills:
+        from contain.cgroups.limits import mib
+
+        limit = f" (memory limit {mib(stats.memory_limit)})" if stats.memory_limit else ""
+        print(f"contain: the container was OOM-killed{limit}: {stats.oom_kills} process(es) "
+              "killed by the kernel's OOM killer", file=sys.stderr)
+    if spec.stats_file:
+        spec.stats_file.write_text(json.dumps(stats.to_dict(), indent=1) + "\n")
+
+
+class _HeldPaths:
+    """Directories opened by A while it is still the host's root, used by path in B.
+
+    With --userns, PID 1 is uid 100000 on the host and may not walk through root-owned
+    0700 directories (the state and data roots) to reach its layers. A opens them first
+    (O_PATH); its children inherit the fds, and ``/proc/self/fd/N`` names each directory
+    without looking up its parents (proc(5)).
+    """
+
+    def __init__(self) -> None:
+        self.fds: dict[str, int] = {}
+
+    def open(self, *paths: str) -> None:
+        for path in paths:
+            self.fds[path] = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def path(self, path: str) -> str:
+        """The path to use in B: the held fd's name, or ``path`` itself if none is held."""
+        return f"/proc/self/fd/{self.fds[path]}" if path in self.fds else path
+
+
+STAGING = "/tmp"  # exists on every host and anyone may walk through it
+
+
+def _staging_root() -> str:
+    """A mount point for the container's root that uid 100000 can reach.
+
+    ``/proc/self/fd/N`` leads to a directory, but not to a mount made on top of it
+    later, so the overlay goes onto a fresh tmpfs over /tmp -- in the container's own
+    private mount namespace only; the host's /tmp is untouched and the tmpfs disappears
+    with the namespace.
+    """
+    linux.mount("tmpfs", STAGING, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755,size=16k")
+    target = os.path.join(STAGING, "rootfs")
+    os.mkdir(target)
+    return target
+
+
+def _discard_layer(layer: Path, rm: bool, started: list[bool]) -> None:
+    """Remove the writable layer with --rm, or when the container never started."""
+    if rm or not started[0]:
+        state.remove_tree(layer)
 
 
 def _kill(container: process.Process) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contain.namespaces import DEFAULT, DEFAULT_ID_MAP, IdMap, Namespace, TimeOffsets
+
+if TYPE_CHECKING:
+    from contain.cgroups.limits import Limits
 
 DATA_ROOT = "/var/lib/contain"  # images, layers, base root filesystems
 STATE_ROOT = "/run/contain"  # one directory per live container
@@ -23,7 +26,7 @@ def state_root() -> Path:
 
 def new_id() -> str:
     """A random 12-hex-digit container id (short enough for interface names)."""
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()  # not `secrets`: its import (hmac, hashlib) costs ~4 ms
 
 
 @dataclass
@@ -37,8 +40,13 @@ class RunSpec:
     init: bool = False  # a tiny init as PID 1 (docker run --init)
     id: str = field(default_factory=new_id)
     pid_file: Path | None = None
+    rm: bool = False  # remove the writable layer when the container exits (--rm)
     # Chapter 2: the user namespace's maps (used when Namespace.USER is in namespaces) and
     # the time namespace's clock offsets (used when Namespace.TIME is).
     uid_maps: list[IdMap] = field(default_factory=lambda: [DEFAULT_ID_MAP])
     gid_maps: list[IdMap] = field(default_factory=lambda: [DEFAULT_ID_MAP])
     time_offsets: TimeOffsets = field(default_factory=TimeOffsets)
+    # Chapter 3: resource limits for the container's cgroup contain/<id> (None: no limits,
+    # the cgroup is still made, for stats and clean killing); final stats as JSON here.
+    limits: Limits | None = None
+    stats_file: Path | None = None
