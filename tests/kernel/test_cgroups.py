@@ -300,7 +300,7 @@ def test_cli_cpus_quarter(
 ) -> None:
     cid, stats = new_id(), tmp_path / "stats.json"
     # The container times its own busy loop with /proc/uptime (the same clock as the host's).
-    script = ("read a _ < /proc/uptime; timeout 2 sh -c 'while :; do :; done'; "
+    script = ("read a _ < /proc/uptime; timeout 4 sh -c 'while :; do :; done'; "
               "read b _ < /proc/uptime; echo $a $b")
     p = contain("run", "--name", cid, "--rootfs", str(busybox_rootfs), "--cpus", "0.25",
                 "--stats-file", str(stats), "/bin/sh", "-c", script, timeout=600)
