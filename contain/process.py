@@ -109,6 +109,7 @@ def call_in_child(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """
     import pickle  # here, not at the top: `contain run` never needs it
     import traceback
+
     read_end, write_end = os.pipe()
     pid = _fork()
     if pid == 0:  # the child
@@ -322,6 +323,9 @@ def _intermediate(
         init_pid = os.fork()
         if init_pid == 0:
             _container_init(argv, hooks, env, cwd, init, msg)
+        # Forward signals *before* the parent hears from us: spawn() returns once our
+        # end of msg is closed, and a SIGTERM arriving earlier would kill the relay.
+        _forward_to(init_pid)
         _send(msg, pid=init_pid)
         os.close(msg)
     except BaseException as exc:
@@ -334,10 +338,15 @@ def _await(fd: int) -> None:
         os._exit(1)  # the parent gave up on us
 
 
-def _relay(child: int) -> NoReturn:
-    """Forward signals to PID 1 and leave with its status."""
+def _forward_to(child: int) -> None:
+    """Pass the signals a container should get on to ``child``."""
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _kill_quietly(child, s))
+
+
+def _relay(child: int) -> NoReturn:
+    """Forward signals to PID 1 and leave with its status."""
+    _forward_to(child)
     _, status = os.waitpid(child, 0)
     _exit_like(status)
 
@@ -386,6 +395,7 @@ def _container_init(
         child = _exec_child(argv, env, msg)
     except BaseException as exc:
         _report_and_exit(msg, exc)
+    _forward_to(child)  # before msg closes: a PID 1 without handlers ignores SIGTERM
     os.close(msg)
     _reap_until(child)
 
@@ -417,8 +427,7 @@ def _reap_until(child: int) -> NoReturn:
     they stay zombies forever. PID 1 ignores signals it has no handler for (even
     SIGTERM), which is why this init installs handlers that pass them on.
     """
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, lambda s, _f: _kill_quietly(child, s))
+    _forward_to(child)
     while True:
         try:
             pid, status = os.wait()
