@@ -70,6 +70,8 @@ def test_an_empty_directory_as_rootfs(contain: Contain, tmp_path: Path,
 AS_NOBODY = """
 import os, sys
 import contain.cli, contain.runtime.run, contain.process, contain.rootfs, contain.lab.preflight
+import gettext, locale, json, pickle, traceback, platform, shutil  # imported lazily later
+contain.cli.build_parser().parse_args(sys.argv[1:])  # argparse's own lazy imports
 os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
 sys.exit(contain.cli.main(sys.argv[1:]))
 """
