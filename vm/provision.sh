@@ -130,7 +130,9 @@ fi
 # --- the editable install (pip only when pyproject.toml, the checkout or python changed) -------
 STAMP="$VENV/.contain-provision-stamp"
 [[ -f "$REPO/pyproject.toml" ]] || die "$REPO/pyproject.toml not found: is $REPO a contain checkout?"
-want_stamp="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) repo=$REPO python=$SYS_PYVER"
+# editable_mode=compat: a plain .pth path entry. The default "strict" mode installs an import
+# hook that costs ~10 ms at every start of `contain` and can make `contain` a namespace package.
+want_stamp="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) repo=$REPO python=$SYS_PYVER mode=compat"
 installed_from() {  # the directory `import contain` resolves to, without executing the package
     (cd / && "$VENV/bin/python" -c 'import importlib.util as u; s = u.find_spec("contain")
 print(list(s.submodule_search_locations or [""])[0] if s else "")' 2>/dev/null)
@@ -143,7 +145,8 @@ else
     rm -f "$STAMP"
     PIP_LOG="$VENV/.contain-pip.log"
     if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
-        "$VENV/bin/python" -m pip install --editable "${REPO}[dev]" > "$PIP_LOG" 2>&1; then
+        "$VENV/bin/python" -m pip install --config-settings editable_mode=compat \
+        --editable "${REPO}[dev]" > "$PIP_LOG" 2>&1; then
         tail -n 25 "$PIP_LOG" >&2
         die "pip install -e ${REPO}[dev] failed (full log: $PIP_LOG)"
     fi
@@ -152,6 +155,9 @@ else
     echo "$want_stamp" > "$STAMP"
     changed "pip: installed -e ${REPO}[dev] (stamp $STAMP)"
 fi
+# Byte-compile the package: with PYTHONDONTWRITEBYTECODE set (as on some machines) every start
+# of `contain` would otherwise recompile its modules. Only changed files are rewritten.
+"$VENV/bin/python" -m compileall -q "$REPO/contain" >/dev/null || die "compileall $REPO/contain failed"
 
 # --- the Jupyter kernel spec (in the venv, so JupyterLab runs notebooks with the venv python) ---
 KERNEL_JSON="$VENV/share/jupyter/kernels/contain/kernel.json"
