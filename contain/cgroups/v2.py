@@ -94,6 +94,13 @@ class CgroupV2(Cgroup):
         return os.path.join(self.dir, name)
 
     def create(self) -> None:
+        try:
+            self._create()
+        except BaseException:
+            self.remove()
+            raise
+
+    def _create(self) -> None:
         for _attempt in range(10):
             try:
                 current = self.mount
@@ -212,10 +219,9 @@ class CgroupV2(Cgroup):
         base.wait_for(lambda: self._event("populated") == 0, f"{self.name} to empty")
 
     def remove(self) -> None:
-        if not self.exists():
-            return
-        self.kill_all()
-        base.wait_for(self._rmdir, f"{self.dir} to be removable")
+        if self.exists():
+            self.kill_all()
+            base.wait_for(self._rmdir, f"{self.dir} to be removable")
         base.rmdir_quietly(os.path.join(self.mount, PARENT))
 
     def _rmdir(self) -> bool:
