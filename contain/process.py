@@ -150,6 +150,7 @@ class Hooks:
     """
 
     created: Callable[[int], None] | None = None  # parent: A exists, not yet unshared
+    started: Callable[[int], None] | None = None  # parent: B (PID 1) exists, prepares meanwhile
     unshared: Callable[[int], None] | None = None  # parent: A is in its new namespaces
     in_namespaces: Callable[[], None] | None = None  # A: after unshare, before the fork
     prepare: Callable[[], None] | None = None  # B: PID 1, before exec (mounts, hostname)
@@ -224,7 +225,10 @@ def spawn(
         )
     hooks = hooks or Hooks()
     env = dict(env) if env is not None else {"PATH": DEFAULT_PATH, "HOME": "/root"}
-    go_read, go_write = os.pipe()  # parent -> A: "carry on"
+    go_read, go_write = os.pipe()  # parent -> A, then B: "carry on"
+    # The cgroup namespace is unshared by B, just before exec: only then is B in its
+    # cgroup, and a cgroup namespace is rooted at the cgroup its creator is in.
+    cgroupns, flags = flags & linux.CLONE_NEWCGROUP, flags & ~linux.CLONE_NEWCGROUP
     msg_read, msg_write = os.pipe2(os.O_CLOEXEC)  # A and B -> parent: events, errors
     parent_pid = os.getpid()
 
@@ -233,7 +237,7 @@ def spawn(
         os.close(go_write)
         os.close(msg_read)
         _intermediate(argv, flags, hooks, env, cwd, init, become_root, parent_pid,
-                      go_read, msg_write)
+                      go_read, msg_write, cgroupns)
     os.close(go_read)
     os.close(msg_write)
     events = os.fdopen(msg_read, "r")
@@ -246,6 +250,14 @@ def spawn(
             hooks.unshared(relay)
         os.write(go_write, b"g")
         pid = int(_expect(events, "pid"))
+        # B prepares its root while we run the `started` hook (joining the cgroup costs
+        # an RCU grace period, ~15 ms on cgroup v1); it execs only after our third "g".
+        if hooks.started:
+            hooks.started(pid)
+        try:
+            os.write(go_write, b"g")
+        except BrokenPipeError:
+            pass  # B died in prepare: its error is waiting in `events`
         # Read until EOF: B's end closes on a successful exec (O_CLOEXEC), or B
         # reports what went wrong first.
         _expect(events, None)
@@ -303,7 +315,7 @@ def _report_and_exit(fd: int, exc: BaseException) -> NoReturn:
 
 def _intermediate(
     argv: Sequence[str], flags: int, hooks: Hooks, env: dict[str, str], cwd: str,
-    init: bool, become_root: bool, parent_pid: int, go: int, msg: int,
+    init: bool, become_root: bool, parent_pid: int, go: int, msg: int, cgroupns: int,
 ) -> NoReturn:
     """Process A: unshare, let the parent finish, fork PID 1, relay its exit status."""
     try:
@@ -317,12 +329,12 @@ def _intermediate(
             hooks.in_namespaces()
         _send(msg, unshared=True)
         _await(go)
-        os.close(go)
         if become_root:
             _become_root()
         init_pid = os.fork()
         if init_pid == 0:
-            _container_init(argv, hooks, env, cwd, init, msg)
+            _container_init(argv, hooks, env, cwd, init, go, msg, cgroupns)
+        os.close(go)
         # Forward signals *before* the parent hears from us: spawn() returns once our
         # end of msg is closed, and a SIGTERM arriving earlier would kill the relay.
         _forward_to(init_pid)
@@ -380,7 +392,8 @@ def _become_root() -> None:
 
 
 def _container_init(
-    argv: Sequence[str], hooks: Hooks, env: dict[str, str], cwd: str, init: bool, msg: int
+    argv: Sequence[str], hooks: Hooks, env: dict[str, str], cwd: str, init: bool,
+    go: int, msg: int, cgroupns: int,
 ) -> NoReturn:
     """Process B, PID 1 of the new PID namespace: prepare, then exec or supervise."""
     try:
@@ -390,6 +403,9 @@ def _container_init(
         if hooks.prepare:
             hooks.prepare()
         os.chdir(cwd)
+        _await(go)  # the parent has finished its `started` hook: we are in our cgroup
+        if cgroupns:
+            linux.unshare(cgroupns)
         if not init:
             os.execvpe(argv[0], list(argv), env)  # msg closes here (O_CLOEXEC)
         child = _exec_child(argv, env, msg)

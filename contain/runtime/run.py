@@ -100,10 +100,10 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
             held.open(*paths)
 
     hooks.in_namespaces = in_namespaces
-    # Chapter 3: the cgroup contain/<id>, with its limits, before anything runs in it. The
-    # parent adds A while A is still in the host's namespaces, so the cgroup namespace A
-    # unshares next is rooted at this cgroup (inside, /proc/self/cgroup reads "0::/").
-    hooks.created = _cgroup(spec, undo).add
+    # Chapter 3: the cgroup contain/<id>, with its limits, before the command runs in it.
+    # The parent adds PID 1 while PID 1 prepares its root (the two overlap); PID 1 then
+    # unshares its cgroup namespace, rooted at this cgroup ("0::/" in /proc/self/cgroup).
+    hooks.started = _cgroup(spec, undo).add
     container = process.spawn(
         spec.argv, flags=flags(spec.namespaces), hooks=hooks, env=env, cwd=spec.cwd,
         init=spec.init, become_root=userns,
