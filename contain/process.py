@@ -253,7 +253,15 @@ def spawn(
         # B prepares its root while we run the `started` hook (joining the cgroup costs
         # an RCU grace period, ~15 ms on cgroup v1); it execs only after our third "g".
         if hooks.started:
-            hooks.started(pid)
+            try:
+                hooks.started(pid)
+            except Exception:
+                # If B died in prepare (the hook then fails with ESRCH), B's own error
+                # says why. Closing our end makes a waiting B exit, so this read ends.
+                os.close(go_write)
+                go_write = -1
+                _expect(events, None)
+                raise
         try:
             os.write(go_write, b"g")
         except BrokenPipeError:
@@ -265,7 +273,8 @@ def spawn(
         _kill_and_reap(relay)
         raise
     finally:
-        os.close(go_write)
+        if go_write >= 0:
+            os.close(go_write)
         events.close()
     return Process(relay=relay, pid=pid)
 

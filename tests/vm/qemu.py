@@ -453,6 +453,10 @@ def qemu_argv(image: VMImage, script: Path) -> list[str]:
         QEMU,
         "-accel",
         "tcg",
+        # QEMU's default CPU model lacks instructions that numpy's wheels use (matplotlib
+        # imports it): "invalid opcode" kills a notebook kernel in the guest otherwise.
+        "-cpu",
+        "max",
         "-m",
         os.environ.get("CONTAIN_VM_MEMORY", "2048"),
         "-smp",
