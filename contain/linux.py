@@ -138,7 +138,8 @@ def _c(s: str | bytes | None) -> Any:
 
 # --- the wrappers -----------------------------------------------------------------
 def mount(
-    source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None
+    source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+    data: str | None = None,
 ) -> None:
     """mount(2). ``data`` is the comma-separated option string (e.g. ``"mode=755"``)."""
     _check(

@@ -27,7 +27,9 @@ def busybox_rootfs(session_root: Path) -> Path:
 
 
 @pytest.fixture
-def contain_env(session_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def contain_env(
+    session_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """Environment for running contain with a temporary data root and state dir."""
     state = tmp_path / "state"
     state.mkdir()
