@@ -309,13 +309,30 @@ def _send(fd: int, **event: Any) -> None:
     os.write(fd, (json.dumps(event) + "\n").encode())
 
 
+class ExecError(Exception):
+    """execve(2) failed: the shell's exit codes, 127 not found and 126 not executable."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _exec(argv: Sequence[str], env: dict[str, str]) -> NoReturn:
+    """execvpe(3): search PATH (from ``env``) for ``argv[0]`` and replace this process."""
+    try:
+        os.execvpe(argv[0], list(argv), env)
+    except FileNotFoundError:
+        where = "" if "/" in argv[0] else " in $PATH"
+        raise ExecError(f"executable file not found{where}: {argv[0]!r}", 127) from None
+    except PermissionError:
+        raise ExecError(f"cannot execute {argv[0]!r}: permission denied", 126) from None
+    except OSError as exc:
+        raise ExecError(f"cannot execute {argv[0]!r}: {exc.strerror}", 126) from None
+
+
 def _report_and_exit(fd: int, exc: BaseException) -> NoReturn:
-    code = 125
+    code = exc.code if isinstance(exc, ExecError) else 125
     message = str(exc)
-    if isinstance(exc, FileNotFoundError) and exc.filename is not None:
-        code, message = 127, f"executable file not found: {exc.filename}"
-    elif isinstance(exc, PermissionError) and exc.filename is not None:
-        code, message = 126, f"cannot execute {exc.filename}: permission denied"
     try:
         _send(fd, error=message, kind=type(exc).__name__, code=code)
     finally:
@@ -411,12 +428,16 @@ def _container_init(
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if hooks.prepare:
             hooks.prepare()
-        os.chdir(cwd)
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            raise ChildError(f"working directory {cwd!r} in the container: {exc.strerror} "
+                             "(create it in the image or choose another with -w)") from None
         _await(go)  # the parent has finished its `started` hook: we are in our cgroup
         if cgroupns:
             linux.unshare(cgroupns)
         if not init:
-            os.execvpe(argv[0], list(argv), env)  # msg closes here (O_CLOEXEC)
+            _exec(argv, env)  # msg closes here (O_CLOEXEC)
         child = _exec_child(argv, env, msg)
     except BaseException as exc:
         _report_and_exit(msg, exc)
@@ -433,7 +454,7 @@ def _exec_child(argv: Sequence[str], env: dict[str, str], msg: int) -> int:
         os.close(check_read)
         os.setsid()  # its own session, as the foreground process of the container
         try:
-            os.execvpe(argv[0], list(argv), env)
+            _exec(argv, env)
         except BaseException as exc:
             _report_and_exit(check_write, exc)
     os.close(check_write)

@@ -53,7 +53,7 @@ def test_rootfs_without_the_command(contain: Contain, busybox_rootfs: Path,
                                     no_new_mounts: None) -> None:
     result = contain("run", "--rootfs", str(busybox_rootfs), "/usr/bin/python3")
     assert result.returncode == 127
-    assert one_error_line(result) == "contain: executable file not found: /usr/bin/python3"
+    assert one_error_line(result) == "contain: executable file not found: '/usr/bin/python3'"
 
 
 def test_an_empty_directory_as_rootfs(contain: Contain, tmp_path: Path,

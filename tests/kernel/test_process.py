@@ -107,7 +107,7 @@ def test_exit_status_passes_through(tmp_path: Path) -> None:
 def test_missing_command_is_127_with_a_clear_message(tmp_path: Path) -> None:
     code, message = process.call_in_child(_run, ["/no/such/command"], str(tmp_path / "out"))
     assert code == 127
-    assert message == "executable file not found: /no/such/command"
+    assert message == "executable file not found: '/no/such/command'"
 
 
 def test_killed_by_a_signal_is_128_plus_n(tmp_path: Path) -> None:
@@ -161,8 +161,9 @@ def _wait_for(predicate, what: str, limit: float = 20.0):  # type: ignore[no-unt
 def _signal_test(init: bool, marker: str, via_relay: bool) -> dict[str, object]:
     """Start a sleeping container, orphan a process in it, send SIGTERM, report."""
     # A subshell starts a background job and exits: the job is orphaned and
-    # re-parented to PID 1. It touches the marker file and exits.
-    script = f"(/bin/sh -c 'echo > {marker}' &); exec /bin/sleep 1000"
+    # re-parented to PID 1. It waits until PID 1 has become `sleep` (a shell PID 1
+    # would reap it while waiting for the subshell), touches the marker file and exits.
+    script = f"(/bin/sh -c 'sleep 0.3; echo > {marker}' &); exec /bin/sleep 1000"
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     proc = process.spawn(["/bin/sh", "-c", script], flags=linux.CLONE_NEWPID, init=init)
@@ -206,3 +207,13 @@ def test_without_init_pid_1_ignores_sigterm_and_keeps_zombies(tmp_path: Path) ->
 def test_exit_status_helper() -> None:
     assert process.exit_status(3 << 8) == 3
     assert process.exit_status(signal.SIGKILL) == 137
+
+
+def test_command_not_in_path_names_the_search(tmp_path: Path) -> None:
+    code, message = process.call_in_child(_run, ["no-such-command"], str(tmp_path / "out"))
+    assert (code, message) == (127, "executable file not found in $PATH: 'no-such-command'")
+
+
+def test_not_executable_is_126(tmp_path: Path) -> None:
+    code, message = process.call_in_child(_run, ["/etc/passwd"], str(tmp_path / "out"))
+    assert (code, message) == (126, "cannot execute '/etc/passwd': permission denied")
