@@ -13,18 +13,22 @@ A container start is two forks (see :func:`spawn`)::
     contain (parent)                 intermediate (A)              init (B), PID 1
     ----------------                 ----------------              ---------------
     fork ------------------------->  wait for "go"
-    join A to the cgroup
     send "go" ---------------------> unshare(CLONE_NEW...)
                                      report "unshared"
-    write uid/gid maps, network
-    send "go" ---------------------> fork ---------------------->  mounts, pivot_root,
-                                     report B's pid                hostname, then exec
-    read errors until EOF            wait for B, exit with         the command (or run
-    wait for A                       B's status                    a tiny init)
+    write uid/gid maps
+    send "go" ---------------------> fork ---------------------->  hostname, mounts,
+                                     report B's pid                pivot_root
+    join B to the cgroup                                           wait for "go"
+    send "go" ------------------------------------------------->  unshare(CLONE_NEWCGROUP)
+    read errors until EOF            wait for B, exit with         exec the command (or
+    wait for A                       B's status                    run a tiny init)
 
 ``unshare(CLONE_NEWPID)`` does not move the caller, only its future children, so
 B is the first process of the new PID namespace: PID 1. A stays behind to relay
-signals and the exit status. Errors before ``exec`` travel back over a pipe and are
+signals and the exit status. B prepares its root while the parent moves it into its
+cgroup (on cgroup v1 that write waits for an RCU grace period, ~15 ms), and creates
+its cgroup namespace only then, so the namespace is rooted at the container's own
+cgroup. Errors before ``exec`` travel back over a pipe and are
 raised in the parent as :class:`ChildError` with the child's own message.
 """
 
@@ -145,15 +149,15 @@ def call_in_child(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 class Hooks:
     """What the parent and the children do at each step of :func:`spawn`.
 
-    Each hook is optional. Parent hooks get the intermediate's PID (A), which is the
-    process whose ``/proc/PID/uid_map`` and network namespace must be set up.
+    Each hook is optional, listed in the order they run. ``unshared`` gets the
+    intermediate's PID (A), whose ``/proc/PID/uid_map`` and network namespace the
+    parent sets up; ``started`` gets PID 1's host PID (B), to put it in its cgroup.
     """
 
-    created: Callable[[int], None] | None = None  # parent: A exists, not yet unshared
-    started: Callable[[int], None] | None = None  # parent: B (PID 1) exists, prepares meanwhile
     unshared: Callable[[int], None] | None = None  # parent: A is in its new namespaces
     in_namespaces: Callable[[], None] | None = None  # A: after unshare, before the fork
     prepare: Callable[[], None] | None = None  # B: PID 1, before exec (mounts, hostname)
+    started: Callable[[int], None] | None = None  # parent: while B prepares; B waits for it
 
 
 @dataclass
@@ -242,8 +246,6 @@ def spawn(
     os.close(msg_write)
     events = os.fdopen(msg_read, "r")
     try:
-        if hooks.created:
-            hooks.created(relay)
         os.write(go_write, b"g")
         _expect(events, "unshared")
         if hooks.unshared:
