@@ -18,7 +18,6 @@ int umount2(const char *target, int flags);
 int unshare(int flags);
 int setns(int fd, int nstype);
 int sethostname(const char *name, size_t len);
-int setdomainname(const char *name, size_t len);
 int prctl(int option, unsigned long arg2, unsigned long arg3,
           unsigned long arg4, unsigned long arg5);
 long syscall(long number, ...);

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: a busybox root built on first use)")
     run.add_argument("--hostname", help="the container's hostname (default: its id)")
     run.add_argument("--init", action="store_true",
-                     help="run a tiny init as PID 1 that reaps zombies and forwards signals")
+                     help="run an init as PID 1 that reaps zombies and forwards signals")
     run.add_argument("--pid-file", type=Path, help="write the container's PID 1 (host view) here")
     run.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
                      help="set an environment variable")
@@ -146,21 +146,25 @@ def chroot(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from contain.runtime import run as runtime
-    from contain.runtime.spec import RunSpec
+    from contain.runtime.spec import RunSpec, check_hostname
 
     env = {}
     for item in args.env:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            parser.error(f"--env {item!r}: use NAME=VALUE")
+            raise ValueError(f"--env {item!r}: use NAME=VALUE")
         env[name] = value
+    if args.hostname is not None:
+        check_hostname(args.hostname)
     spec = RunSpec(
         argv=_command(parser, args), rootfs=args.rootfs, hostname=args.hostname,
         init=args.init, pid_file=args.pid_file, env=env, cwd=args.workdir,
     )
     spec.rm = args.rm
     if args.container_id:
-        spec.id = _container_id(parser, args.container_id)
+        from contain.runtime.state import check_id
+
+        spec.id = check_id(args.container_id)
     _namespace_options(args, spec)
     _apply_limit_options(args, spec)
     return runtime.run(spec)
@@ -223,12 +227,3 @@ def _namespace_options(args: argparse.Namespace, spec: RunSpec) -> None:
         spec.time_offsets = ns.TimeOffsets.parse(args.time_offset)
         kinds.add(ns.Namespace.TIME)
     spec.namespaces = frozenset(kinds)
-
-
-def _container_id(parser: argparse.ArgumentParser, text: str) -> str:
-    """An id names a directory and a cgroup: letters, digits, '-', '_' and '.' only."""
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text):
-        parser.error(f"--name {text!r}: use 1-64 letters, digits, '-', '_' or '.'")
-    return text

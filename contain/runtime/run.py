@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,10 +39,33 @@ def check_privileges() -> None:
 def run(spec: RunSpec) -> int:
     """Run ``spec`` in the foreground; returns the command's exit status."""
     check_privileges()
-    with ExitStack() as undo:
+    with signals_held() as held, ExitStack() as undo:
         container = start(spec, undo)
-        container.forward_signals()
+        container.forward_signals()  # from now until it exits, signals go to the container
+        for signum in held:  # what arrived while it was being set up
+            container.send_signal(signum)
         return container.wait()
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+@contextmanager
+def signals_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C and kill(1)'s signals while contain sets up or tears down.
+
+    Dying half-way through either would leave a cgroup and a writable layer behind.
+    A signal that arrives before the container exists is passed on to it once it does;
+    one that arrives during the clean-up waits until the clean-up is done.
+    """
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: held.append(signum))
+                for s in HELD_SIGNALS}
+    try:
+        yield held
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def start(spec: RunSpec, undo: ExitStack) -> process.Process:

@@ -29,6 +29,16 @@ def new_id() -> str:
     return os.urandom(6).hex()  # not `secrets`: its import (hmac, hashlib) costs ~4 ms
 
 
+def check_hostname(name: str) -> str:
+    """sethostname(2) takes at most 64 bytes (HOST_NAME_MAX); keep to what DNS allows."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?", name):
+        raise ValueError(f"--hostname {name!r}: use 1-64 letters, digits, '-' and '.', "
+                         "starting and ending with a letter or digit")
+    return name
+
+
 @dataclass
 class RunSpec:
     argv: list[str]
@@ -37,7 +47,7 @@ class RunSpec:
     namespaces: frozenset[Namespace] = DEFAULT
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = "/"
-    init: bool = False  # a tiny init as PID 1 (docker run --init)
+    init: bool = False  # an init as PID 1 that reaps and forwards (docker run --init)
     id: str = field(default_factory=new_id)
     pid_file: Path | None = None
     rm: bool = False  # remove the writable layer when the container exits (--rm)

@@ -72,8 +72,22 @@ def alive(pid: int | None, started: int | None) -> bool:
     return pid is not None and started is not None and start_time(pid) == started
 
 
+def check_id(cid: str) -> str:
+    """A container id names a directory and a cgroup, so it must be one plain name.
+
+    "." or ".." would name the state root itself or its parent (and, as a cgroup,
+    the hierarchy's root): refused, like anything that is not a simple file name.
+    """
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", cid):
+        raise StateError(f"invalid container id {cid!r}: use 1-64 letters, digits, '-', '_' "
+                         "or '.', starting with a letter or digit")
+    return cid
+
+
 def container_dir(cid: str) -> Path:
-    return state_root() / cid
+    return state_root() / check_id(cid)
 
 
 def create(cid: str, rootfs: str, *, rm: bool) -> tuple[Path, State]:
@@ -159,7 +173,7 @@ def remove_cgroup(cid: str) -> None:
     """
     from contain import cgroups
 
-    cg = cgroups.driver()(cgroups.container_cgroup(cid))
+    cg = cgroups.driver()(cgroups.container_cgroup(check_id(cid)))
     if cg.exists():
         cg.remove()
 
@@ -182,7 +196,7 @@ def entries() -> list[tuple[Path, State | None]]:
 def remove_container(cid: str) -> None:
     """``contain rm ID``: remove a stopped container; refuse a live one."""
     directory = container_dir(cid)
-    if "/" in cid or not directory.is_dir():
+    if not directory.is_dir():
         raise StateError(f"no container {cid!r} in {str(state_root())!r}: "
                          "see the directories there for the ids")
     state = load(directory)
