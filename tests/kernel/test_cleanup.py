@@ -10,6 +10,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from contain import cgroups
 from contain.runtime import state
@@ -125,3 +128,15 @@ def test_rm_refuses_a_live_container(contain_env: dict[str, str], tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert not (Path(contain_env["CONTAIN_STATE"]) / cid).exists()
+
+
+@pytest.mark.parametrize("cid", ["..", "."])
+def test_rm_refuses_dot_ids_and_touches_nothing(contain: Any, contain_env: dict[str, str],
+                                                cid: str) -> None:
+    state_dir = Path(contain_env["CONTAIN_STATE"])
+    marker = state_dir / "keep"
+    marker.mkdir()
+    result = contain("rm", cid)
+    assert result.returncode == 125
+    assert result.stderr.startswith("contain: invalid container id")
+    assert marker.is_dir() and state_dir.parent.is_dir()
