@@ -17,7 +17,7 @@ args=(tests)
 [[ -d notebooks ]] && args+=(notebooks)
 args+=(--nbval)
 if [[ -f tests/nbval_sanitize.cfg ]]; then
-    args+=(--sanitize-with tests/nbval_sanitize.cfg)
+    args+=(--nbval-sanitize-with tests/nbval_sanitize.cfg)
 fi
 echo
 echo "test.sh: $VENV/bin/python -m pytest ${args[*]}${*:+ $*}"
