@@ -16,9 +16,9 @@ Only the standard library is imported here: ``contain run`` imports this on ever
 
 from __future__ import annotations
 
-from contain.cgroups.base import PARENT, Applied, Cgroup, Stats
+from contain.cgroups.base import PARENT, Applied, Cgroup, Stats, remove_after_failure
 from contain.cgroups.hierarchy import CgroupError, cgroup_of, layout, version
-from contain.cgroups.limits import LimitError, Limits, check_host, parse_limits
+from contain.cgroups.limits import LimitError, Limits, check_host, check_version, parse_limits
 
 __all__ = [
     "PARENT", "Applied", "Cgroup", "CgroupError", "Limits", "LimitError", "Stats",
@@ -51,12 +51,14 @@ def create(name: str, limits: Limits | None = None) -> Cgroup:
     """
     limits = limits or Limits()
     check_host(limits)  # before mkdir: a missing CPU or disk costs nothing
-    cg = driver()(name)
+    cls = driver()
+    check_version(limits, cls.version)  # cpu.max on a v1 host: say so, before mkdir
+    cg = cls(name)
     cg.create()
     try:
         cg.applied = cg.apply(limits)
-    except BaseException:
-        cg.remove()
+    except BaseException as exc:
+        remove_after_failure(cg, exc)  # the apply error stays the one the user sees
         raise
     return cg
 

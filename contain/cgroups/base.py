@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -103,6 +104,82 @@ def rmdir_quietly(path: str) -> None:
             raise
 
 
+def rmdir_retrying(directory: str) -> None:
+    """rmdir a cgroup; EBUSY while the last tasks are still exiting, so retry a little.
+
+    A cgroup directory can be removed once no task is in it (rmdir(2) on cgroupfs: EBUSY
+    otherwise); SIGKILLed tasks leave it asynchronously, a moment after kill(2) returns.
+    """
+    def gone() -> bool:
+        try:
+            os.rmdir(directory)
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                return False
+            raise
+        return True
+
+    wait_for(gone, f"{directory} to be removable")
+
+
+def sigkill(pids: list[int]) -> None:
+    """SIGKILL each of ``pids``; one that exited meanwhile is not an error."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def remove_after_failure(cgroup: Cgroup, error: BaseException) -> None:
+    """Undo a half-made cgroup while ``error`` propagates, never hiding ``error``.
+
+    If the clean-up fails too, the user still sees the first cause (the one to fix) and
+    the clean-up failure is attached to it as a note (PEP 678), not raised in its place.
+    """
+    try:
+        cgroup.remove()
+    except Exception as cleanup:  # reported on the original error, not instead of it
+        error.add_note(f"removing {cgroup.name} afterwards also failed: {cleanup}")
+
+
+# --- facts about the host that decide whether a limit can work (both versions) ---------
+def bfq_in_use() -> bool:
+    """True if some disk schedules its I/O with BFQ, the only v1/v2 weight-based scheduler."""
+    try:
+        disks = os.listdir("/sys/block")
+    except OSError:
+        return False
+    for disk in disks:
+        try:
+            if "[bfq]" in read(f"/sys/block/{disk}/queue/scheduler"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def swap_total() -> int:
+    """Bytes of swap configured (/proc/swaps, one line per swap area after the header)."""
+    with open("/proc/swaps") as f:
+        return sum(int(line.split()[2]) * 1024 for line in list(f)[1:] if line.strip())
+
+
+def host_warnings(limits: Limits, weight_works: bool) -> list[str]:
+    """Limits that would be written but cannot take effect on this machine."""
+    warnings = []
+    if limits.blkio_weight is not None and not weight_works:
+        warnings.append(f"--blkio-weight {limits.blkio_weight} has no effect here: no disk uses "
+                        "the BFQ I/O scheduler (see /sys/block/*/queue/scheduler); use "
+                        "--device-read-bps/--device-write-bps for a hard limit")
+    if limits.memory_swap not in (None, -1) and swap_total() == 0:
+        warnings.append("--memory-swap has no effect here: this machine has no swap "
+                        "(see /proc/swaps), so the container gets --memory and no more")
+    return warnings
+
+
 def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
     """Poll ``condition()`` until it is true (the kernel finishes kills asynchronously)."""
     deadline = time.monotonic() + timeout
@@ -157,6 +234,19 @@ class Cgroup(ABC):
     @abstractmethod
     def kill_all(self) -> None:
         """SIGKILL every process in the cgroup and wait until it is empty."""
+
+    def kill_frozen(self, pids: list[int]) -> None:
+        """SIGKILL ``pids`` with the group frozen, so none of them can fork meanwhile.
+
+        The thaw is in ``finally``: a frozen task cannot act on its SIGKILL, so a group
+        left frozen (say the freeze timed out half-way) keeps its processes for ever and
+        its rmdir fails with EBUSY for ever.
+        """
+        try:
+            self.freeze()
+            sigkill(pids)
+        finally:
+            self.thaw()
 
     @abstractmethod
     def remove(self) -> None:

@@ -16,10 +16,45 @@ CPU_PERIOD_US = 100_000  # the CFS period Docker and runc use: 100 ms
 MIN_MEMORY = 6 << 20  # Docker refuses less: the runtime itself needs a few MiB
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 # Every controller either version knows; anything else in --cgroup-conf is a typo.
+# (The "cgroup." core files are not a controller's and are refused: see parse_cgroup_conf.)
 CONTROLLERS = frozenset({
     "cpu", "cpuacct", "cpuset", "memory", "io", "blkio", "pids", "freezer", "devices",
-    "hugetlb", "rdma", "misc", "net_cls", "net_prio", "perf_event", "cgroup",
+    "hugetlb", "rdma", "misc", "net_cls", "net_prio", "perf_event",
 })
+# Files of one version that users bring from the other, and what to use instead
+# (Documentation/admin-guide/cgroup-v1/*.rst vs cgroup-v2.rst).
+V2_ONLY = {
+    "cpu.max": "use cpu.cfs_quota_us / --cpus",
+    "cpu.max.burst": "use cpu.cfs_burst_us",
+    "cpu.weight": "use cpu.shares / --cpu-shares",
+    "cpu.weight.nice": "use cpu.shares / --cpu-shares",
+    "memory.max": "use memory.limit_in_bytes / --memory",
+    "memory.high": "v1 has no memory.high: use memory.limit_in_bytes / --memory",
+    "memory.low": "use memory.soft_limit_in_bytes",
+    "memory.swap.max": "use memory.memsw.limit_in_bytes / --memory-swap",
+    "io.max": "use blkio.throttle.read_bps_device / --device-read-bps, --device-write-bps",
+    "io.weight": "use blkio.bfq.weight / --blkio-weight",
+    "io.bfq.weight": "use blkio.bfq.weight / --blkio-weight",
+}
+V1_ONLY = {
+    "cpu.cfs_quota_us": "use cpu.max / --cpus",
+    "cpu.cfs_period_us": "use cpu.max / --cpus",
+    "cpu.shares": "use cpu.weight / --cpu-shares",
+    "memory.limit_in_bytes": "use memory.max / --memory",
+    "memory.soft_limit_in_bytes": "use memory.low",
+    "memory.memsw.limit_in_bytes": "use memory.swap.max / --memory-swap",
+    "blkio.bfq.weight": "use io.bfq.weight / --blkio-weight",
+    "blkio.throttle.read_bps_device": "use io.max / --device-read-bps",
+    "blkio.throttle.write_bps_device": "use io.max / --device-write-bps",
+}
+V2_ONLY_CONTROLLERS = {"io": "use the blkio.* files"}
+V1_ONLY_CONTROLLERS = {
+    "blkio": "use the io.* files", "cpuacct": "read cpu.stat",
+    "freezer": "v2 freezes with cgroup.freeze, which contain manages",
+    "devices": "v2 has no devices files: device access is an eBPF program",
+    "net_cls": "v2 has no net_cls: match cgroups in nftables",
+    "net_prio": "v2 has no net_prio: match cgroups in nftables",
+}
 
 
 class LimitError(ValueError):
@@ -154,11 +189,22 @@ def parse_cgroup_conf(text: str) -> tuple[str, str]:
     """``"memory.high=64m"``: one raw cgroup file and its value (Podman's --cgroup-conf)."""
     key, sep, value = text.partition("=")
     controller, dot, name = key.partition(".")
-    if not sep or not dot or not name or not value or "/" in key or "\n" in value:
-        raise LimitError(f"--cgroup-conf {text}: use CONTROLLER.FILE=VALUE "
-                         "(e.g. --cgroup-conf memory.high=64m)")
+    form = "use CONTROLLER.FILE=VALUE (e.g. --cgroup-conf memory.high=64m)"
+    if "/" in key or ".." in key or "\0" in key:
+        # The key is joined to the cgroup's directory: "../x" would write outside it.
+        raise LimitError(f"--cgroup-conf {text}: a cgroup file name cannot contain '/' or "
+                         f"'..'; {form}")
+    if not sep or not dot or not name or not value or "\n" in value:
+        raise LimitError(f"--cgroup-conf {text}: {form}")
+    if controller == "cgroup":
+        # cgroup.procs=PID would move any host process into the container's group (and
+        # remove() SIGKILLs everything in it); cgroup.freeze, cgroup.kill, cgroup.max.* and
+        # cgroup.subtree_control are contain's own business too (cgroups(7)).
+        raise LimitError(f"--cgroup-conf {text}: the cgroup.* core files are managed by "
+                         "contain (cgroup.procs would move host processes into the "
+                         f"container); set a controller's file instead, {form}")
     if controller not in CONTROLLERS:
-        known = ", ".join(sorted(CONTROLLERS - {"cgroup"}))
+        known = ", ".join(sorted(CONTROLLERS))
         raise LimitError(f"--cgroup-conf {text}: unknown controller {controller!r}; "
                          f"use one of {known}")
     if _SIZE.fullmatch(value) and value[-1].isalpha():
@@ -242,6 +288,23 @@ def check_host(limits: Limits) -> None:
                              f"{min(missing)} here; this machine has {_as_list(nodes)}")
     for rate in limits.device_read_bps + limits.device_write_bps:
         rate.device_number()
+
+
+def check_version(limits: Limits, version: int) -> None:
+    """Refuse --cgroup-conf files of the other cgroup version, naming this host's equivalent.
+
+    Without this, ``cpu.max`` on a v1 host fails at write time as "no such file", which
+    reads like a broken kernel rather than a v1/v2 mix-up.
+    """
+    files, controllers = (V2_ONLY, V2_ONLY_CONTROLLERS) if version == 1 else \
+        (V1_ONLY, V1_ONLY_CONTROLLERS)
+    for key, value in limits.cgroup_conf:
+        controller = key.partition(".")[0]
+        instead = files.get(key) or controllers.get(controller)
+        if instead is not None:
+            raise LimitError(f"--cgroup-conf {key}={value}: {key} is a cgroup "
+                             f"v{3 - version} file; this host uses cgroup v{version} "
+                             f"({instead})")
 
 
 def _as_list(numbers: set[int]) -> str:

@@ -20,13 +20,11 @@ The traps (cgroups(7), Documentation/admin-guide/cgroup-v1/):
 
 from __future__ import annotations
 
-import errno
 import os
-import signal
 from collections.abc import Iterator
 
 from contain.cgroups import base
-from contain.cgroups.base import PARENT, Applied, Cgroup, Stats
+from contain.cgroups.base import PARENT, Applied, Cgroup, Stats, bfq_in_use, host_warnings
 from contain.cgroups.hierarchy import V1_CONTROLLERS, CgroupError, v1_mounts
 from contain.cgroups.limits import CPU_PERIOD_US, Limits, weight_to_shares
 
@@ -69,40 +67,6 @@ def plan(limits: Limits) -> list[tuple[str, str, str]]:
     return writes
 
 
-def bfq_in_use() -> bool:
-    """True if some disk schedules its I/O with BFQ, the only v1/v2 weight-based scheduler."""
-    try:
-        disks = os.listdir("/sys/block")
-    except OSError:
-        return False
-    for disk in disks:
-        try:
-            if "[bfq]" in base.read(f"/sys/block/{disk}/queue/scheduler"):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def swap_total() -> int:
-    """Bytes of swap configured (/proc/swaps, one line per swap area after the header)."""
-    with open("/proc/swaps") as f:
-        return sum(int(line.split()[2]) * 1024 for line in list(f)[1:] if line.strip())
-
-
-def host_warnings(limits: Limits, weight_works: bool) -> list[str]:
-    """Limits that would be written but cannot take effect on this machine."""
-    warnings = []
-    if limits.blkio_weight is not None and not weight_works:
-        warnings.append(f"--blkio-weight {limits.blkio_weight} has no effect here: no disk uses "
-                        "the BFQ I/O scheduler (see /sys/block/*/queue/scheduler); use "
-                        "--device-read-bps/--device-write-bps for a hard limit")
-    if limits.memory_swap not in (None, -1) and swap_total() == 0:
-        warnings.append("--memory-swap has no effect here: this machine has no swap "
-                        "(see /proc/swaps), so the container gets --memory and no more")
-    return warnings
-
-
 class CgroupV1(Cgroup):
     version = 1
 
@@ -136,8 +100,8 @@ class CgroupV1(Cgroup):
         try:
             for controller, _directory in self._dirs():
                 _mkdir_chain(self.mounts[controller], self.name, cpuset=controller == "cpuset")
-        except BaseException:
-            self.remove()
+        except BaseException as exc:
+            base.remove_after_failure(self, exc)
             raise
 
     def apply(self, limits: Limits) -> Applied:
@@ -230,16 +194,10 @@ class CgroupV1(Cgroup):
             pids = self.procs()
             if not pids:
                 return
-            frozen = "freezer" in self.mounts and os.path.isdir(self.path("freezer"))
-            if frozen:
-                self.freeze()
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if frozen:
-                self.thaw()  # a frozen task cannot act on its SIGKILL
+            if "freezer" in self.mounts and os.path.isdir(self.path("freezer")):
+                self.kill_frozen(pids)  # thaws again, whatever happens
+            else:
+                base.sigkill(pids)
             try:
                 base.wait_for(lambda: not self.procs(), f"{self.name} to empty", timeout=0.5)
             except CgroupError:
@@ -249,7 +207,7 @@ class CgroupV1(Cgroup):
     def remove(self) -> None:
         self.kill_all()
         for controller, directory in self._dirs():
-            _rmdir_retrying(directory)
+            base.rmdir_retrying(directory)
             base.rmdir_quietly(os.path.join(self.mounts[controller], PARENT))
 
 
@@ -278,19 +236,3 @@ def _inherit_cpuset(directory: str) -> None:
     for name in ("cpuset.cpus", "cpuset.mems"):
         if not base.read(os.path.join(directory, name)):
             base.write(os.path.join(directory, name), base.read(os.path.join(parent, name)))
-
-
-def _rmdir_retrying(directory: str) -> None:
-    """rmdir a cgroup; EBUSY while the last tasks are still exiting, so retry a little."""
-    def gone() -> bool:
-        try:
-            os.rmdir(directory)
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            if exc.errno == errno.EBUSY:
-                return False
-            raise
-        return True
-
-    base.wait_for(gone, f"{directory} to be removable")

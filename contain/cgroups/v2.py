@@ -17,13 +17,11 @@ processes itself (the root is exempt), so ``contain/`` never holds any; only the
 from __future__ import annotations
 
 import os
-import signal
 
 from contain.cgroups import base
-from contain.cgroups.base import PARENT, Applied, Cgroup, Stats
+from contain.cgroups.base import PARENT, Applied, Cgroup, Stats, bfq_in_use, host_warnings
 from contain.cgroups.hierarchy import CgroupError, v2_mount
 from contain.cgroups.limits import CPU_PERIOD_US, Limits, shares_to_weight
-from contain.cgroups.v1 import bfq_in_use, host_warnings
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
 
@@ -96,8 +94,8 @@ class CgroupV2(Cgroup):
     def create(self) -> None:
         try:
             self._create()
-        except BaseException:
-            self.remove()
+        except BaseException as exc:
+            base.remove_after_failure(self, exc)
             raise
 
     def _create(self) -> None:
@@ -208,32 +206,15 @@ class CgroupV2(Cgroup):
             return
         if os.path.exists(self._file("cgroup.kill")):
             base.write(self._file("cgroup.kill"), "1")
-        else:
-            self.freeze()
-            for pid in self.procs():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.thaw()
+        else:  # older kernels: freeze so nothing forks, SIGKILL each, thaw (always)
+            self.kill_frozen(self.procs())
         base.wait_for(lambda: self._event("populated") == 0, f"{self.name} to empty")
 
     def remove(self) -> None:
         if self.exists():
             self.kill_all()
-            base.wait_for(self._rmdir, f"{self.dir} to be removable")
+            base.rmdir_retrying(self.dir)
         base.rmdir_quietly(os.path.join(self.mount, PARENT))
-
-    def _rmdir(self) -> bool:
-        try:
-            os.rmdir(self.dir)
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            if exc.errno == 16:  # EBUSY: the last tasks are still exiting
-                return False
-            raise
-        return True
 
 
 def enable_controllers(directory: str) -> None:

@@ -229,6 +229,77 @@ def test_unknown_file_fails_cleanly() -> None:
     assert leftovers(cid) == []
 
 
+def _freeze_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The freeze is written for real, but waiting for it reports a timeout (a task stuck
+    in uninterruptible sleep does this on a real host: the group stays FREEZING)."""
+    real_wait = cgroups.base.wait_for
+
+    def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+        if what.endswith("to freeze"):
+            raise cgroups.CgroupError(f"timed out waiting for {what}")
+        real_wait(condition, what, timeout)
+
+    monkeypatch.setattr(cgroups.base, "wait_for", wait_for)
+
+
+def _sleeper(cg: Cgroup) -> int:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    try:
+        cg.add(pid)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return pid
+
+
+@pytest.mark.parametrize("how", ["kill_all", "kill_frozen"])
+def test_a_failed_freeze_never_leaves_the_group_frozen(
+    cgroup: Callable[[Limits], Cgroup], monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    """A group left frozen keeps its processes (they cannot act on SIGKILL): rmdir EBUSY."""
+    cg = cgroup(Limits())
+    pid = _sleeper(cg)
+    try:
+        _freeze_times_out(monkeypatch)
+        try:
+            if how == "kill_all":
+                cg.kill_all()  # v2 with cgroup.kill never freezes: it must simply work
+            else:
+                cg.kill_frozen(cg.procs())  # what v1 (and v2 before 5.14) kill_all does
+        except cgroups.CgroupError as exc:
+            assert "to freeze" in str(exc), exc
+        monkeypatch.undo()
+        assert not cg.stats().frozen, "the failed freeze left the group frozen"
+    finally:
+        monkeypatch.undo()
+        cg.remove()  # must succeed: the group is thawed
+        os.waitpid(pid, 0)
+    assert not cg.exists()
+
+
+def test_a_failed_cleanup_does_not_hide_the_first_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    cid = new_id()
+    cls = cgroups.driver()
+    real_remove = cls.remove
+
+    def remove(self: Cgroup) -> None:
+        real_remove(self)
+        raise cgroups.CgroupError("injected: removal failed")
+
+    monkeypatch.setattr(cls, "remove", remove)
+    with pytest.raises(cgroups.CgroupError) as err:
+        cgroups.create(cgroups.container_cgroup(cid),
+                       parse_limits(cgroup_conf=["memory.no_such_file=1"]))
+    assert "memory.no_such_file does not exist" in str(err.value), err.value
+    notes = getattr(err.value, "__notes__", [])
+    assert notes == [f"removing contain/{cid} afterwards also failed: injected: removal failed"]
+    assert leftovers(cid) == []
+
+
 def disk_of(path: Path) -> str:
     """The /dev node of the disk holding ``path`` (throttles name whole disks)."""
     st = os.stat(path)
@@ -331,6 +402,7 @@ def test_cli_cgroup_namespace_is_rooted_at_the_container(
     ["--memory", "12qb"], ["--memory", "-1"], ["--cpus", "0"],
     ["--memory", "32m", "--memory-swap", "16m"], ["--cgroup-conf", "foo.bar=1"],
     ["--cpuset-cpus", "4096"], ["--cgroup-conf", "memory.no_such_file=1"],
+    ["--cgroup-conf", "cgroup.procs=1"], ["--cgroup-conf", "memory/../../cgroup.procs=1"],
 ])
 def test_cli_bad_input_one_line_no_cgroup(
     contain: Runner, busybox_rootfs: Path, options: list[str],
@@ -342,6 +414,22 @@ def test_cli_bad_input_one_line_no_cgroup(
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("contain: "), lines
     assert options[-1].split("=")[0] in lines[0] or options[-1] in lines[0], lines
+    assert leftovers(cid) == []
+
+
+def test_cli_cgroup_conf_of_the_other_version_says_so(
+    contain: Runner, busybox_rootfs: Path,
+) -> None:
+    cid = new_id()
+    conf, hint = ("cpu.max=50000", "cpu.cfs_quota_us / --cpus") if cgroups.version() == 1 \
+        else ("cpu.cfs_quota_us=50000", "cpu.max / --cpus")
+    key, v = conf.split("=")[0], cgroups.version()
+    p = contain("run", "--name", cid, "--rootfs", str(busybox_rootfs), "--cgroup-conf", conf,
+                "/bin/true", timeout=600)
+    assert p.returncode == 125
+    assert p.stderr.strip().splitlines() == [
+        f"contain: --cgroup-conf {conf}: {key} is a cgroup v{3 - v} file; this host uses "
+        f"cgroup v{v} (use {hint})"]
     assert leftovers(cid) == []
 
 

@@ -13,6 +13,7 @@ from contain.cgroups.limits import (
     DeviceRate,
     LimitError,
     Limits,
+    check_version,
     expand_list,
     parse_bytes,
     parse_limits,
@@ -137,3 +138,69 @@ def test_cli_rejects_bad_limits_in_one_line() -> None:
     assert p.stderr.strip().splitlines() == [
         "contain: --memory 12qb: not a size; use a number with an optional unit b, k, m or g "
         "(e.g. 256m)"]
+
+
+@pytest.mark.parametrize("text", ["cgroup.procs=1", "cgroup.threads=1", "cgroup.freeze=1",
+                                  "cgroup.kill=1", "cgroup.subtree_control=+cpu"])
+def test_cgroup_core_files_are_refused(text: str) -> None:
+    """cgroup.procs=PID would move a host process into the container (killed on removal)."""
+    with pytest.raises(LimitError) as err:
+        parse_limits(cgroup_conf=[text])
+    message = str(err.value)
+    assert message.startswith(f"--cgroup-conf {text}: the cgroup.* core files are managed "
+                              "by contain"), message
+    assert "memory.high=64m" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["memory/../../x.y=1", "memory..high=1", "../memory.high=1",
+                                  "memory.high/..=1"])
+def test_cgroup_conf_paths_are_refused(text: str) -> None:
+    with pytest.raises(LimitError) as err:
+        parse_limits(cgroup_conf=[text])
+    message = str(err.value)
+    assert message.startswith(f"--cgroup-conf {text}: a cgroup file name cannot contain "
+                              "'/' or '..'; use CONTROLLER.FILE=VALUE"), message
+
+
+@pytest.mark.parametrize(("conf", "version", "expected"), [
+    ("cpu.max=50000 100000", 1, "--cgroup-conf cpu.max=50000 100000: cpu.max is a cgroup v2 "
+     "file; this host uses cgroup v1 (use cpu.cfs_quota_us / --cpus)"),
+    ("memory.max=64m", 1, f"--cgroup-conf memory.max={64 << 20}: memory.max is a cgroup v2 "
+     "file; this host uses cgroup v1 (use memory.limit_in_bytes / --memory)"),
+    ("io.max=8:0 rbps=1", 1, "--cgroup-conf io.max=8:0 rbps=1: io.max is a cgroup v2 file; "
+     "this host uses cgroup v1 (use blkio.throttle.read_bps_device / --device-read-bps, "
+     "--device-write-bps)"),
+    ("io.latency=8:0 target=1", 1, "--cgroup-conf io.latency=8:0 target=1: io.latency is a "
+     "cgroup v2 file; this host uses cgroup v1 (use the blkio.* files)"),
+    ("cpu.cfs_quota_us=50000", 2, "--cgroup-conf cpu.cfs_quota_us=50000: cpu.cfs_quota_us is "
+     "a cgroup v1 file; this host uses cgroup v2 (use cpu.max / --cpus)"),
+    ("memory.limit_in_bytes=1g", 2, f"--cgroup-conf memory.limit_in_bytes={1 << 30}: "
+     "memory.limit_in_bytes is a cgroup v1 file; this host uses cgroup v2 "
+     "(use memory.max / --memory)"),
+    ("blkio.weight=100", 2, "--cgroup-conf blkio.weight=100: blkio.weight is a cgroup v1 "
+     "file; this host uses cgroup v2 (use the io.* files)"),
+])
+def test_cgroup_conf_of_the_other_version_names_the_equivalent(
+    conf: str, version: int, expected: str,
+) -> None:
+    limits = parse_limits(cgroup_conf=[conf])
+    with pytest.raises(LimitError) as err:
+        check_version(limits, version)
+    assert str(err.value) == expected
+    check_version(limits, 3 - version)  # the same file is fine on its own version
+
+
+def test_files_of_both_versions_pass_the_version_check() -> None:
+    both = parse_limits(cgroup_conf=["pids.max=10", "memory.no_such_file=1", "cpuset.cpus=0"])
+    check_version(both, 1)
+    check_version(both, 2)
+
+
+def test_the_drivers_do_not_import_each_other() -> None:
+    """What both need (host warnings, rmdir retries) lives in base, so v2 stands alone."""
+    for module, other in (("v2", "v1"), ("v1", "v2")):
+        code = (f"import sys, contain.cgroups.{module}; "
+                f"print('contain.cgroups.{other}' in sys.modules)")
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=60, check=True)
+        assert p.stdout.strip() == "False", f"importing {module} imported {other}"
