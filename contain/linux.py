@@ -231,3 +231,18 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
     result = libc.syscall(ffi.cast("long", syscall_number("capset")), header, data)
     _check(result, "capset", hex(effective), hex(permitted), hex(inheritable))
+
+
+def unescape_mountinfo(field: str) -> str:
+    r"""A path field of /proc/PID/mountinfo as it really is.
+
+    The kernel writes space, tab, newline and backslash as octal escapes (``\040``,
+    ``\011``, ``\012``, ``\134``; proc(5)) and every other byte as it is, so only
+    those escapes are decoded. (``.decode("unicode_escape")`` would also turn the
+    UTF-8 bytes of a name like ``café`` into ``cafÃ©``.)
+    """
+    if "\\" not in field:
+        return field
+    import re  # here, not at the top: `contain run` imports this module
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)

@@ -17,8 +17,8 @@ OCI-style layer tar (whiteouts become ``.wh.NAME`` files, opaque directories a
 ``.wh..wh..opq`` file) and :func:`apply` extracts such a tar onto a directory,
 refusing every entry that would land outside it.
 
-Only ``os`` and the syscall layer are imported at the top: ``contain run`` imports
-this module, and ``tarfile`` is only needed for diff/apply.
+Only ``os``, the syscall layer and rootfs are imported at the top: ``contain run``
+imports this module, and ``tarfile`` is only needed for diff/apply.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from contain import linux
+from contain.rootfs import RootfsError, resolve_in_root
 
 if TYPE_CHECKING:
     import tarfile
@@ -138,15 +139,6 @@ def mount(lowers: Sequence[str | Path], target: str | Path, upper: str | Path | 
 def unmount(target: str | Path) -> None:
     """Unmount an overlay (MNT_DETACH: lazily, if something still uses it)."""
     linux.umount(os.fspath(target), linux.MNT_DETACH)
-
-
-def make_writable_layer(directory: str | Path) -> tuple[Path, Path]:
-    """Create ``upper`` and ``work`` under ``directory`` (same filesystem, as overlay needs)."""
-    directory = Path(directory)
-    upper, work = directory / "upper", directory / "work"
-    upper.mkdir(mode=0o755)
-    work.mkdir(mode=0o700)
-    return upper, work
 
 
 # --- reading an upper dir ---------------------------------------------------------------
@@ -284,35 +276,12 @@ def safe_name(name: str) -> str:
     return "/".join(parts)
 
 
-def resolve_in_root(root: str, rel: str, *, follow_last: bool = False) -> str:
-    """``root/rel`` with every symlink on the way resolved *as if root were /*.
-
-    A layer may contain ``lib -> /usr/lib`` and then ``lib/x``: following that symlink
-    on the host would write to the host's /usr/lib. Like openat2(RESOLVE_IN_ROOT), an
-    absolute link target restarts at ``root`` and ``..`` never climbs above it.
-    """
-    done: list[str] = []
-    todo = [p for p in rel.split("/") if p not in ("", ".")]
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, part)
-        is_last = not todo
-        if (not is_last or follow_last) and os.path.islink(here):
-            hops += 1
-            if hops > 40:  # ELOOP, as the kernel would say
-                raise UnsafeLayerError(f"too many symbolic links resolving {rel!r}")
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
+def _in_root(root: str, rel: str, *, follow_last: bool = True) -> str:
+    """rootfs.resolve_in_root: ``root/rel``, symlinks resolved as if root were /."""
+    try:
+        return resolve_in_root(root, rel, follow_last=follow_last)
+    except RootfsError as exc:  # a symlink loop
+        raise UnsafeLayerError(str(exc)) from exc
 
 
 def _remove(path: str) -> None:
@@ -344,14 +313,14 @@ def apply(layer: str | Path | IO[bytes], target: str | Path) -> None:
     else:
         tar = tarfile.open(fileobj=layer, mode="r|*")
     created: set[str] = set()  # paths this layer wrote: an opaque marker spares them
-    dirs: list[tuple[str, tarfile.TarInfo]] = []
+    dirs: list[tuple[str, tarfile.TarInfo]] = []  # (name relative to root, entry)
     with tar:
         for info in tar:
             rel = safe_name(info.name)
             if not rel:
                 continue
             parent_rel, _, name = rel.rpartition("/")
-            parent = resolve_in_root(root, parent_rel, follow_last=True)
+            parent = _in_root(root, parent_rel)
             if name == OPAQUE_MARKER:
                 _make_opaque(parent, root, created)
                 continue
@@ -366,9 +335,25 @@ def apply(layer: str | Path | IO[bytes], target: str | Path) -> None:
             _extract(tar, info, path, root)
             created.add(os.path.relpath(path, root))
             if info.isdir():
-                dirs.append((path, info))
-    for path, info in reversed(dirs):  # children changed the mtimes: set them last
-        os.utime(path, (info.mtime, info.mtime))
+                dirs.append((os.path.relpath(path, root), info))
+    for rel, info in reversed(dirs):  # children changed the mtimes: set them last
+        _set_dir_mtime(root, rel, info.mtime)
+
+
+def _set_dir_mtime(root: str, rel: str, mtime: float) -> None:
+    """Set a directory's mtime, if ``rel`` still names a directory inside ``root``.
+
+    Later entries may have replaced it (``.wh.d`` and then ``d -> /etc``): resolve
+    the name again and never follow a symlink, or utime(2) would change the
+    timestamps of a file outside the root.
+    """
+    try:
+        path = _in_root(root, rel, follow_last=False)
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return
+    except (OSError, UnsafeLayerError):  # gone, or now behind a file or a symlink loop
+        return
+    os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
 def _make_opaque(directory: str, root: str, created: set[str]) -> None:
@@ -405,7 +390,7 @@ def _extract(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str, root: str) 
         elif info.islnk():
             source_rel = safe_name(info.linkname)
             head, _, last = source_rel.rpartition("/")
-            source_path = os.path.join(resolve_in_root(root, head, follow_last=True), last)
+            source_path = os.path.join(_in_root(root, head), last)
             os.link(source_path, path, follow_symlinks=False)
             return  # a hard link shares the first name's inode and metadata
         elif info.ischr() or info.isblk() or info.isfifo():

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from contain.linux import unescape_mountinfo as _unescape
+
 # The v1 controllers a container gets a directory in (devices: chapter 8).
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer")
 KNOWN_V1 = frozenset({
@@ -36,11 +38,6 @@ class Mount:
     root: str  # the cgroup this mount shows as its top (not "/" inside a cgroup namespace)
     fstype: str  # "cgroup" (v1) or "cgroup2"
     controllers: frozenset[str]  # v1: from the mount options; v2: from cgroup.controllers
-
-
-def _unescape(path: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040...)."""
-    return path.encode().decode("unicode_escape") if "\\" in path else path
 
 
 def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:

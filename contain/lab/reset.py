@@ -28,11 +28,13 @@ def workdir(name: str) -> Path:
 
 def mounts_under(path: str | Path) -> list[str]:
     """Mount points at or below ``path`` in this mount namespace, deepest first."""
+    from contain import linux
+
     top = os.path.realpath(path)
     found = []
     with open("/proc/self/mountinfo") as mountinfo:
         for line in mountinfo:
-            point = line.split()[4].encode().decode("unicode_escape")
+            point = linux.unescape_mountinfo(line.split()[4])
             if point == top or point.startswith(top.rstrip("/") + "/"):
                 found.append(point)
     return sorted(found, key=len, reverse=True)

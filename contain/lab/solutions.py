@@ -38,11 +38,14 @@ def pivot_into(new_root: str) -> None:
 
 @reference("01.mountinfo")
 def mount_points(text: str) -> list[str]:
+    import re
+
     points = []
     for line in text.splitlines():
         field = line.split(" ")[4]
-        # \040 is a space, \011 a tab, \012 a newline, \134 a backslash
-        points.append(field.encode().decode("unicode_escape"))
+        # \040 is a space, \011 a tab, \012 a newline, \134 a backslash; every other
+        # character is written as it is (so "unicode_escape" would garble an é)
+        points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field))
     return points
 
 

@@ -253,3 +253,27 @@ def test_writing_through_an_existing_symlink_replaces_the_link(tmp_path: Path) -
 def test_apply_of_a_missing_layer_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(overlay.OverlayError, match="not a file"):
         overlay.apply(tmp_path / "nope.tar", tmp_path)
+
+
+@pytest.mark.parametrize("entries", [
+    [("d", "dir", ""), (".wh.d", "file", ""), ("d", "symlink", "HOST/victim")],
+    [("d", "dir", ""), ("d", "symlink", "HOST/victim")],
+    [("d", "dir", ""), ("d/sub", "dir", ""), (".wh.d", "file", ""), ("d", "symlink", "HOST")],
+], ids=["whiteout-then-symlink", "replaced-by-symlink", "parent-replaced-by-symlink"])
+def test_directory_mtimes_never_land_outside_the_root(
+        tmp_path: Path, entries: list[tuple[str, str, str]]) -> None:
+    """Dir mtimes are set last; by then ``d`` (or its parent) may be a symlink to the host."""
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    (host / "victim").write_text("host file")
+    for path in (host / "victim", host / "sub", host):
+        os.utime(path, (2_000_000_000, 2_000_000_000))
+    root = tmp_path / "root"
+    root.mkdir()
+    entries = [(n, k, p.replace("HOST", str(host))) for n, k, p in entries]
+    overlay.apply(make_tar([("kept", "dir", ""), ("kept/f", "file", "x"), *entries]), root)
+    for path in (host / "victim", host / "sub", host):
+        assert path.stat().st_mtime == 2_000_000_000, path
+        assert path.stat().st_atime == 2_000_000_000, path
+    assert (root / "d").is_symlink()
+    assert (root / "kept").stat().st_mtime == 1_000_000  # real directories still get theirs
