@@ -214,11 +214,6 @@ def is_mount_point(path: str) -> bool:
         return any(linux.unescape_mountinfo(line.split()[4]) == real for line in mountinfo)
 
 
-# The one mountinfo decoder lives in the syscall layer; this name stays for the
-# chapter-1 exercise checks that use it.
-_unescape = linux.unescape_mountinfo
-
-
 # Device nodes bind-mounted from the host: creating them with mknod needs
 # CAP_MKNOD in the initial user namespace, which a rootless container lacks.
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")

@@ -203,6 +203,12 @@ def parse_cgroup_conf(text: str) -> tuple[str, str]:
         raise LimitError(f"--cgroup-conf {text}: the cgroup.* core files are managed by "
                          "contain (cgroup.procs would move host processes into the "
                          f"container); set a controller's file instead, {form}")
+    if controller in ("devices", "freezer"):
+        # devices.allow=a would open every host device (a raw disk, /dev/mem) to the
+        # container: device access is security, chapter 8's business. freezer.state is
+        # how contain itself freezes and kills a group.
+        raise LimitError(f"--cgroup-conf {text}: the {controller} controller is managed by "
+                         f"contain, not set by hand; {form}")
     if controller not in CONTROLLERS:
         known = ", ".join(sorted(CONTROLLERS))
         raise LimitError(f"--cgroup-conf {text}: unknown controller {controller!r}; "

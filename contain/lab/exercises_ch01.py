@@ -40,7 +40,7 @@ def _pivot_facts(fn: Callable[[str], None], root: str, marker: str) -> dict[str,
         os.makedirs("/proc", exist_ok=True)
         linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
         with open("/proc/self/mountinfo") as f:
-            facts["mounts"] = sorted(rootfs._unescape(line.split()[4]) for line in f)
+            facts["mounts"] = sorted(linux.unescape_mountinfo(line.split()[4]) for line in f)
         linux.umount("/proc", linux.MNT_DETACH)
     rootfs.break_out_of_chroot()
     facts["escaped"] = os.path.exists(marker)
@@ -91,13 +91,13 @@ SAMPLE_POINTS = ["/", "/proc", "/mnt/my disk", "/srv/tab\tand\\slash"]
                "tab as \\011 and '\\' as \\134 (proc(5))")
 def check_mountinfo(fn: Callable[[str], list[str]]) -> None:
     """Write mount_points(text): the mount points listed in /proc/self/mountinfo."""
-    from contain import rootfs
+    from contain import linux
 
     got = fn(SAMPLE)
     assert list(got) == SAMPLE_POINTS, f"for the sample you returned {list(got)!r}"
     with open("/proc/self/mountinfo") as f:
         real = f.read()
-    expected = [rootfs._unescape(line.split()[4]) for line in real.splitlines()]
+    expected = [linux.unescape_mountinfo(line.split()[4]) for line in real.splitlines()]
     got = list(fn(real))
     assert got == expected, (
         f"for this machine's mountinfo you returned {len(got)} mount points, expected "

@@ -152,6 +152,16 @@ def test_cgroup_core_files_are_refused(text: str) -> None:
     assert "memory.high=64m" in message and "\n" not in message
 
 
+@pytest.mark.parametrize("text", ["devices.allow=a", "devices.deny=a", "freezer.state=FROZEN"])
+def test_devices_and_freezer_are_refused(text: str) -> None:
+    """devices.allow=a would hand every host device (a raw disk) to the container."""
+    with pytest.raises(LimitError) as err:
+        parse_limits(cgroup_conf=[text])
+    controller = text.split(".")[0]
+    assert str(err.value).startswith(
+        f"--cgroup-conf {text}: the {controller} controller is managed by contain")
+
+
 @pytest.mark.parametrize("text", ["memory/../../x.y=1", "memory..high=1", "../memory.high=1",
                                   "memory.high/..=1"])
 def test_cgroup_conf_paths_are_refused(text: str) -> None:
