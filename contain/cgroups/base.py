@@ -215,6 +215,13 @@ class Cgroup(ABC):
     def add(self, pid: int) -> None:
         """Move a process (and its future children) into this cgroup."""
 
+    # Whether join_self() has a fast path on this driver (see CgroupV1.join_self).
+    joins_self_cheaply = False
+
+    def join_self(self) -> None:
+        """Move the calling single-threaded process into this cgroup."""
+        self.add(os.getpid())
+
     @abstractmethod
     def procs(self) -> list[int]:
         """PIDs in this cgroup."""

@@ -82,8 +82,18 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
     undo.callback(_discard_layer, layer, spec.rm, started)
     merged = str(layer / "rootfs")
     env = {**DEFAULT_ENV, "HOSTNAME": spec.hostname or spec.id, **spec.env}
+    userns = Namespace.USER in spec.namespaces
+    # Chapter 3: the cgroup contain/<id>, with its limits, before the command runs in it.
+    # PID 1 joins it before it execs, then unshares its cgroup namespace, rooted at this
+    # cgroup ("0::/" in /proc/self/cgroup). On v1 PID 1 moves itself, the cheap way (see
+    # CgroupV1.join_self); otherwise, and with --userns (PID 1 is then uid 100000 on the
+    # host and may not write the cgroup's files), the parent adds it while it prepares.
+    cg = _cgroup(spec, undo)
+    joins_itself = cg.joins_self_cheaply and not userns
 
     def prepare() -> None:  # in the container, as PID 1, before exec
+        if joins_itself:  # first, while the host's /sys/fs/cgroup is still in sight
+            cg.join_self()
         if Namespace.NET in spec.namespaces:
             namespaces.loopback_up()  # a new network namespace's lo starts down
         if Namespace.UTS in spec.namespaces:
@@ -99,8 +109,7 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
         overlay.mount([lower], target, upper, work)
         rootfs.setup_root(target, proc=Namespace.PID in spec.namespaces)
 
-    hooks = process.Hooks(prepare=prepare)
-    userns = Namespace.USER in spec.namespaces
+    hooks = process.Hooks(prepare=prepare, started=None if joins_itself else cg.add)
     if userns:  # the parent maps root inside to an unprivileged range outside
 
         def map_ids(pid: int) -> None:
@@ -125,10 +134,6 @@ def start(spec: RunSpec, undo: ExitStack) -> process.Process:
             held.open(*paths)
 
     hooks.in_namespaces = in_namespaces
-    # Chapter 3: the cgroup contain/<id>, with its limits, before the command runs in it.
-    # The parent adds PID 1 while PID 1 prepares its root (the two overlap); PID 1 then
-    # unshares its cgroup namespace, rooted at this cgroup ("0::/" in /proc/self/cgroup).
-    hooks.started = _cgroup(spec, undo).add
     container = process.spawn(
         spec.argv, flags=flags(spec.namespaces), hooks=hooks, env=env, cwd=spec.cwd,
         init=spec.init, become_root=userns,
