@@ -181,6 +181,34 @@ def test_stats_move_and_freeze_stops_the_clock(cgroup: Callable[[Limits], Cgroup
         os.waitpid(pid, 0)
 
 
+def test_a_process_joins_by_itself(cgroup: Callable[[Limits], Cgroup]) -> None:
+    """join_self: on v1 through `tasks` (no global lock); elsewhere like add(getpid())."""
+    cg = cgroup(Limits())
+    ready_read, ready_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # single-threaded, as a container's PID 1 is
+        try:
+            cg.join_self()
+            os.write(ready_write, b"joined")
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready_read, 16) == b"joined"
+        assert cg.procs() == [child]
+        if cg.version == 1:  # every hierarchy, not just the one procs() reads
+            for line in Path(f"/proc/{child}/cgroup").read_text().splitlines():
+                _, controllers, path = line.split(":", 2)
+                if controllers in ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio",
+                                   "freezer"):
+                    assert path == f"/{cg.name}", line
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        os.close(ready_read)
+        os.close(ready_write)
+
+
 def test_kill_all_and_remove_leave_nothing() -> None:
     cg = cgroups.create(cgroups.container_cgroup(new_id()), parse_limits(pids_limit="20"))
     go_r, go_w = os.pipe()
