@@ -60,27 +60,25 @@ def test_100_runs_with_kills_leave_nothing_after_cleanup(
                                      "/bin/sh", "-c", "echo x > /tmp/x"],
                                     env=env, capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
+        def sleeper(cid: str) -> tuple[subprocess.Popen[str], int]:
+            """A running `contain run --rm ... sleep 30`; its container's PID 1."""
+            ids.append(cid)
+            pid_file = tmp_path / f"{cid}.pid"
+            proc = start(env, "--rm", "--name", cid, "--pid-file", str(pid_file),
+                         "/bin/sleep", "30")
+            pid = wait_for(pid_file)
+            pids.append((pid, state.start_time(pid)))
+            return proc, pid
+
         # 10 runs whose container is SIGKILLed mid-run: contain cleans up itself (--rm).
         for i in range(10):
-            cid = f"kc{i}-{tag}"
-            ids.append(cid)
-            pid_file = tmp_path / f"{cid}.pid"
-            proc = start(env, "--rm", "--name", cid, "--pid-file", str(pid_file),
-                         "/bin/sleep", "30")
-            pid = wait_for(pid_file)
-            pids.append((pid, state.start_time(pid)))
+            proc, pid = sleeper(f"kc{i}-{tag}")
             os.kill(pid, signal.SIGKILL)
             assert proc.wait(timeout=30) == 128 + signal.SIGKILL
-            assert not (state_dir / cid).exists(), "contain removed the writable layer itself"
+            assert not (state_dir / ids[-1]).exists(), "contain removed the writable layer"
         # 5 runs where contain itself is SIGKILLed: stale state for cleanup to reclaim.
         for i in range(5):
-            cid = f"kk{i}-{tag}"
-            ids.append(cid)
-            pid_file = tmp_path / f"{cid}.pid"
-            proc = start(env, "--rm", "--name", cid, "--pid-file", str(pid_file),
-                         "/bin/sleep", "30")
-            pid = wait_for(pid_file)
-            pids.append((pid, state.start_time(pid)))
+            proc, _ = sleeper(f"kk{i}-{tag}")
             proc.kill()
             proc.wait(timeout=30)
         assert len(ids) == 100
