@@ -11,10 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from contain.runtime.spec import RunSpec
 
 EXIT_RUNTIME_ERROR = 125
 
@@ -152,15 +148,9 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[
 
 
 def chroot(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from contain import process, rootfs
-    from contain.runtime.run import check_privileges
+    from contain.runtime import run as runtime
 
-    command = _command(parser, args)
-    check_privileges()
-    root = str(rootfs.check_rootfs(args.rootfs))
-    child = process.spawn(command, hooks=process.Hooks(prepare=lambda: rootfs.chroot(root)))
-    child.forward_signals()
-    return child.wait()
+    return runtime.chroot(args.rootfs, _command(parser, args))
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -184,8 +174,16 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from contain.runtime.state import check_id
 
         spec.id = check_id(args.container_id)
-    _namespace_options(args, spec)
-    _apply_limit_options(args, spec)
+    spec.isolate(args.namespaces, userns=args.userns, uidmap=args.uidmap or (),
+                 gidmap=args.gidmap or (), time_offset=args.time_offset)
+    spec.limit(
+        cpus=args.cpus, cpu_shares=args.cpu_shares, cpu_weight=args.cpu_weight,
+        memory=args.memory, memory_swap=args.memory_swap, pids_limit=args.pids_limit,
+        blkio_weight=args.blkio_weight, device_read_bps=args.device_read_bps,
+        device_write_bps=args.device_write_bps, cpuset_cpus=args.cpuset_cpus,
+        cpuset_mems=args.cpuset_mems, cgroup_conf=args.cgroup_conf,
+    )
+    spec.stats_file = args.stats_file
     return runtime.run(spec)
 
 
@@ -214,35 +212,3 @@ def _limit_options(run: argparse.ArgumentParser) -> None:
                        help="write any cgroup file, e.g. memory.high=64m (repeatable)")
     group.add_argument("--stats-file", type=Path, metavar="PATH",
                        help="write the cgroup's final stats (CPU, memory, OOM kills) as JSON")
-
-
-def _apply_limit_options(args: argparse.Namespace, spec: RunSpec) -> None:
-    from contain.cgroups.limits import parse_limits
-
-    spec.limits = parse_limits(
-        cpus=args.cpus, cpu_shares=args.cpu_shares, cpu_weight=args.cpu_weight,
-        memory=args.memory, memory_swap=args.memory_swap, pids_limit=args.pids_limit,
-        blkio_weight=args.blkio_weight, device_read_bps=args.device_read_bps,
-        device_write_bps=args.device_write_bps, cpuset_cpus=args.cpuset_cpus,
-        cpuset_mems=args.cpuset_mems, cgroup_conf=args.cgroup_conf,
-    )
-    spec.stats_file = args.stats_file
-
-
-def _namespace_options(args: argparse.Namespace, spec: RunSpec) -> None:
-    """Chapter 2: which namespaces, the user namespace's maps, the time offsets."""
-    from contain import namespaces as ns
-
-    kinds = set(ns.parse_kinds(args.namespaces) if args.namespaces else spec.namespaces)
-    if args.userns or args.uidmap or args.gidmap:
-        kinds.add(ns.Namespace.USER)
-    if args.uidmap:
-        spec.uid_maps = ns.parse_id_maps(",".join(args.uidmap))
-    if args.gidmap:
-        spec.gid_maps = ns.parse_id_maps(",".join(args.gidmap))
-    elif args.uidmap:
-        spec.gid_maps = list(spec.uid_maps)
-    if args.time_offset:
-        spec.time_offsets = ns.TimeOffsets.parse(args.time_offset)
-        kinds.add(ns.Namespace.TIME)
-    spec.namespaces = frozenset(kinds)

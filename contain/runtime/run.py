@@ -36,6 +36,19 @@ def check_privileges() -> None:
         raise RunError("contain run needs root: run it with sudo (or as root in the lab VM)")
 
 
+def chroot(root: str | Path, argv: list[str]) -> int:
+    """Chapter 1's `contain chroot`: the command in ``root`` with chroot(2) alone.
+
+    No namespaces and no cgroup: the host's processes, network and mounts stay in
+    sight, and root can walk out (rootfs.break_out_of_chroot). For comparison only.
+    """
+    check_privileges()
+    checked = str(rootfs.check_rootfs(root))
+    child = process.spawn(argv, hooks=process.Hooks(prepare=lambda: rootfs.chroot(checked)))
+    child.forward_signals()
+    return child.wait()
+
+
 def run(spec: RunSpec) -> int:
     """Run ``spec`` in the foreground; returns the command's exit status."""
     check_privileges()

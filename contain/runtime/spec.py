@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contain import namespaces as ns
 from contain.namespaces import DEFAULT, DEFAULT_ID_MAP, IdMap, Namespace, TimeOffsets
 
 if TYPE_CHECKING:
@@ -60,3 +62,29 @@ class RunSpec:
     # the cgroup is still made, for stats and clean killing); final stats as JSON here.
     limits: Limits | None = None
     stats_file: Path | None = None
+
+    def isolate(self, kinds: str | None = None, *, userns: bool = False,
+                uidmap: Sequence[str] = (), gidmap: Sequence[str] = (),
+                time_offset: str | None = None) -> None:
+        """Chapter 2, from what users type: which namespaces (``"mnt,uts,pid"``), the
+        user namespace's maps (``"0:100000:65536"``), the time namespace's offsets."""
+        chosen = set(ns.parse_kinds(kinds) if kinds else self.namespaces)
+        if userns or uidmap or gidmap:
+            chosen.add(Namespace.USER)
+        if uidmap:
+            self.uid_maps = ns.parse_id_maps(",".join(uidmap))
+        if gidmap:
+            self.gid_maps = ns.parse_id_maps(",".join(gidmap))
+        elif uidmap:
+            self.gid_maps = list(self.uid_maps)
+        if time_offset:
+            self.time_offsets = TimeOffsets.parse(time_offset)
+            chosen.add(Namespace.TIME)
+        self.namespaces = frozenset(chosen)
+
+    def limit(self, **options: str | Sequence[str] | None) -> None:
+        """Chapter 3, from what users type: ``limit(memory="256m", cpus="0.5")`` (the
+        keywords of :func:`contain.cgroups.limits.parse_limits`)."""
+        from contain.cgroups.limits import parse_limits
+
+        self.limits = parse_limits(**options)  # type: ignore[arg-type]
