@@ -15,20 +15,23 @@ A container start is two forks (see :func:`spawn`)::
     fork ------------------------->  wait for "go"
     send "go" ---------------------> unshare(CLONE_NEW...)
                                      report "unshared"
-    write uid/gid maps
-    send "go" ---------------------> fork ---------------------->  hostname, mounts,
-                                     report B's pid                pivot_root
-    join B to the cgroup                                           wait for "go"
+    write uid/gid maps (--userns)
+    send "go" ---------------------> fork ---------------------->  v1: join the cgroup
+                                     report B's pid                hostname, mounts,
+    v2 or --userns: join B to                                      pivot_root
+      the cgroup (`started` hook)                                  wait for "go"
     send "go" ------------------------------------------------->  unshare(CLONE_NEWCGROUP)
-    read errors until EOF            wait for B, exit with         exec the command (or
-    wait for A                       B's status                    run an init)
+    read errors until EOF            forward signals, wait         exec the command (or
+    wait for A                       for B, exit with its status   run an init)
 
 ``unshare(CLONE_NEWPID)`` does not move the caller, only its future children, so
 B is the first process of the new PID namespace: PID 1. A stays behind to relay
-signals and the exit status. B prepares its root while the parent moves it into its
-cgroup (on cgroup v1 that write waits for an RCU grace period, ~15 ms), and creates
-its cgroup namespace only then, so the namespace is rooted at the container's own
-cgroup. Errors before ``exec`` travel back over a pipe and are
+signals and the exit status, outside the container's cgroup (neither pids.max nor
+the OOM killer counts it, so it lives to report a 137). B joins its cgroup before it
+execs (on cgroup v1 by itself, cheaply; see CgroupV1.join_self; otherwise the parent
+moves it while it prepares its root), and creates its cgroup namespace only then, so
+the namespace is rooted at the container's own cgroup. Errors before ``exec`` travel
+back over a pipe and are
 raised in the parent as :class:`ChildError` with the child's own message.
 """
 
@@ -252,8 +255,8 @@ def spawn(
             hooks.unshared(relay)
         os.write(go_write, b"g")
         pid = int(_expect(events, "pid"))
-        # B prepares its root while we run the `started` hook (joining the cgroup costs
-        # an RCU grace period, ~15 ms on cgroup v1); it execs only after our third "g".
+        # B prepares its root while we run the `started` hook (the runtime's cgroup join
+        # where B cannot join by itself); B execs only after our third "g".
         if hooks.started:
             try:
                 hooks.started(pid)

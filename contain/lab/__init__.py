@@ -5,6 +5,7 @@
     lab.sh("contain run /bin/hostname")   # a shell command, printed
     lab.popen("run", "/bin/cat", stdin=PIPE)  # contain in the background
     lab.check("01.pivot", my_pivot)       # an exercise check: prints a verdict
+    lab.hint("01.pivot")                  # a nudge
     lab.solution("01.pivot")              # the reference solution
     lab.exercises()                       # every exercise of the course
     lab.workdir("ch01")                   # a fresh /tmp/contain-lab-ch01
@@ -22,11 +23,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from contain.lab.exercises import check, exercises, solution
+from contain.lab.exercises import check, exercises, hint, solution
 from contain.lab.reset import reset
 from contain.lab.show import show
 
-__all__ = ["check", "exercises", "preflight", "reset", "popen", "sh", "show", "solution", "workdir"]
+__all__ = ["check", "exercises", "hint", "preflight", "reset", "popen", "sh", "show", "solution",
+           "workdir"]
 
 _LAZY = {
     "sh": ("contain.lab.shell", "sh"),

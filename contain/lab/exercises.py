@@ -11,11 +11,14 @@ One mechanism for every chapter:
 
       [01.pivot] ✅ passed
       [01.pivot] ❌ failed: <why> — hint: <hint>
-      [01.pivot] ⏳ not attempted yet — hint: <hint>
+      [01.pivot] ⏳ not attempted yet: write your function above and run this cell again
+                 (stuck? lab.hint("01.pivot"))
 
   It returns ``True`` only when the check passed. Nothing later in a notebook may
-  depend on an exercise's result.
-* :func:`solution` shows the reference solution's source; :func:`exercises` lists them.
+  depend on an exercise's result. The hint appears after a wrong answer, not before
+  the first try (the committed notebooks show the stubs' output on GitHub).
+* :func:`hint` prints an exercise's hint; :func:`solution` shows the reference
+  solution's source; :func:`exercises` lists them.
 
 How a chapter adds its exercises (no shared file to edit):
 
@@ -194,7 +197,8 @@ def verdict(name: str, fn: Callable[..., Any]) -> tuple[str, str]:
         ex.check(fn)
     except Exception as exc:
         if _not_attempted(exc):
-            return "not-attempted", f"[{name}] ⏳ not attempted yet — hint: {ex.hint}"
+            return "not-attempted", (f"[{name}] ⏳ not attempted yet: write your function above "
+                                     f"and run this cell again (stuck? lab.hint({name!r}))")
         return "failed", f"[{name}] ❌ failed: {_why(exc)} — hint: {ex.hint}"
     return "passed", f"[{name}] ✅ passed"
 
@@ -204,6 +208,11 @@ def check(name: str, fn: Callable[..., Any]) -> bool:
     status, line = verdict(name, fn)
     print(line)
     return status == "passed"
+
+
+def hint(name: str) -> None:
+    """Print the hint of exercise ``name``."""
+    print(f"[{name}] hint: {get(name).hint}")
 
 
 def solution(name: str) -> None:

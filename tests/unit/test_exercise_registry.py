@@ -57,12 +57,12 @@ def test_verdicts(scratch_exercise: object, capsys: pytest.CaptureFixture[str]) 
     status, line = verdict("99.double", lambda x: x + 1)
     assert status == "failed"
     assert line == "[99.double] ❌ failed: double(2) gave 3 — hint: multiply by two"
-    assert verdict("99.double", stub) == (
-        "not-attempted", "[99.double] ⏳ not attempted yet — hint: multiply by two")
+    not_yet = ("[99.double] ⏳ not attempted yet: write your function above and run this "
+               "cell again (stuck? lab.hint('99.double'))")
+    assert verdict("99.double", stub) == ("not-attempted", not_yet)
     assert ex.check("99.double", lambda x: 2 * x) is True
     assert ex.check("99.double", stub) is False
-    assert capsys.readouterr().out.splitlines() == [
-        "[99.double] ✅ passed", "[99.double] ⏳ not attempted yet — hint: multiply by two"]
+    assert capsys.readouterr().out.splitlines() == ["[99.double] ✅ passed", not_yet]
 
 
 def test_an_exception_is_a_failure_with_its_type(scratch_exercise: object) -> None:
