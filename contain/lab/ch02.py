@@ -134,16 +134,22 @@ def kernel_translate(uid: int, maps: Sequence[IdMap]) -> int | None:
 
 # --- detached containers for the explorer ------------------------------------------------------
 class Detached:
-    """``contain run --init --pid-file F ... sleep`` in the background, as a context manager.
+    """``contain run --rm --init --pid-file F ... sleep 600`` in the background, as a
+    context manager.
 
     ``pid`` is the container's PID 1 as the host sees it. On exit (also after an error)
     the container gets SIGTERM -- its init forwards it to ``sleep`` -- and is reaped.
+    With ``init=False`` PID 1 is ``sleep`` itself, which ignores SIGTERM (it has no
+    handler, pid_namespaces(7)), so it is stopped with SIGKILL instead.
     """
 
-    def __init__(self, *options: str, command: Sequence[str] = ("sleep", "600")) -> None:
+    def __init__(self, *options: str, command: Sequence[str] = ("sleep", "600"),
+                 init: bool = True) -> None:
         self._dir = tempfile.mkdtemp(prefix="contain-ch02-")
         self.pid_file = Path(self._dir) / "pid"
-        self.argv = [sys.executable, "-m", "contain", "run", "--rm", "--init",
+        self.init = init
+        self.argv = [sys.executable, "-m", "contain", "run", "--rm",
+                     *(["--init"] if init else []),
                      "--pid-file", str(self.pid_file), *options, *command]
         self.popen: subprocess.Popen[bytes] | None = None
         self.pid = 0
@@ -160,16 +166,28 @@ class Detached:
         self.pid = int(self.pid_file.read_text())
         return self
 
+    def wait(self, timeout: float = 10) -> int:
+        """Wait for ``contain run`` to exit; its status is the container's (143: SIGTERM)."""
+        assert self.popen is not None, "the container was not started"
+        return self.popen.wait(timeout=timeout)
+
     def stop(self) -> int | None:
         code = None
         if self.popen is not None:
             if self.popen.poll() is None:
-                self.popen.send_signal(signal.SIGTERM)
+                if self.init or not self.pid:
+                    self.popen.send_signal(signal.SIGTERM)  # contain forwards it to PID 1
+                else:
+                    self._kill_pid1()
             try:
                 code = self.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
-                code = self.popen.wait()
+                self._kill_pid1()  # forced from the host: the whole PID namespace goes
+                try:
+                    code = self.popen.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    code = self.popen.wait()
             if self.popen.stderr:
                 self.popen.stderr.close()
         for path in (self.pid_file, Path(self._dir)):
@@ -178,6 +196,14 @@ class Detached:
             except FileNotFoundError:
                 pass
         return code
+
+    def _kill_pid1(self) -> None:
+        """SIGKILL the container's PID 1 (an ancestor namespace may; the rest die with it)."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -21,8 +21,8 @@ def _names(kinds: Any) -> set[str]:
     return {k.value if isinstance(k, Namespace) else str(k) for k in kinds}
 
 
-@exercise("02.shared", hint="compare os.stat(f'/proc/{pid}/ns/{kind}').st_ino for each of the "
-                            "eight kinds; equal inodes mean the same namespace")
+@exercise("02.shared", hint="section 1 says when two processes are in the same namespace: "
+                            "look at what /proc/PID/ns/KIND of each leads to, kind by kind")
 def check_shared(fn: Callable[[int, int], Any]) -> None:
     """Write shared(pid_a, pid_b): the set of namespace kinds two processes share."""
     me = os.getpid()
@@ -48,8 +48,8 @@ MAPS = "0 100000 1000\n1000 200000 10"
 PROBES = (0, 5, 999, 1000, 1009, 1010, 65534)
 
 
-@exercise("02.idmap", hint="for each line INSIDE OUTSIDE COUNT: if INSIDE <= uid < INSIDE+COUNT "
-                           "the answer is OUTSIDE + (uid - INSIDE); no line: None")
+@exercise("02.idmap", hint="each line maps a range of COUNT ids starting at INSIDE; find the "
+                           "line whose range holds uid, then ask how far into it uid is")
 def check_idmap(fn: Callable[[int, str], int | None]) -> None:
     """Write to_outside(uid, map_text): a uid inside a user namespace -> the uid outside."""
     from contain.lab.ch02 import kernel_translate
