@@ -306,9 +306,10 @@ def translate(uid: int, maps: Sequence[IdMap]) -> int | None:
     return None
 
 
-# /etc/subuid is where a system lists the id ranges it hands out to user namespaces; it is
-# empty on the lab machines, so contain uses this fixed range (as Docker's --userns-remap
-# and Podman do by convention): root inside is uid 100000 outside, and 65536 ids in all.
+# /etc/subuid is where a system lists the id ranges it hands out to user namespaces (useradd
+# gives the first user 100000:65536; on the CI machine the file is empty). contain does not
+# read it: it uses this fixed range, the usual first one (as Docker's --userns-remap and
+# Podman do by convention): root inside is uid 100000 outside, and 65536 ids in all.
 DEFAULT_ID_MAP = IdMap(0, 100000, 65536)
 OVERFLOW_ID = 65534  # what an unmapped id looks like ("nobody", /proc/sys/kernel/overflowuid)
 
