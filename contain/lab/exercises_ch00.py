@@ -26,8 +26,8 @@ DECOY = NONE + "50 24 0:40 / /srv/cgroup2 rw,relatime shared:3 - tmpfs cgroup2 r
 
 
 @exercise("00.cgroup-version",
-          hint="split each line at ' - ': the first word after it is the filesystem type; "
-               "'cgroup' is v1, 'cgroup2' is v2, both mounted means hybrid")
+          hint="proc(5) describes the fields of /proc/PID/mountinfo: some are optional, so "
+               "count from the separator, not from the left; and a path's name proves nothing")
 def check_cgroup_version(fn: Callable[[str], str]) -> None:
     """Write cgroup_version(mountinfo): v1, v2, hybrid or none, from /proc/self/mountinfo."""
     from contain.lab import preflight

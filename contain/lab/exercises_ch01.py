@@ -14,8 +14,10 @@ from typing import Any
 
 from contain.lab.exercises import exercise
 
-PIVOT_HINT = ("make every mount private (MS_REC|MS_PRIVATE on '/'), bind the new root onto "
-              "itself, chdir into it, pivot_root('.', '.'), then umount2('.', MNT_DETACH)")
+# A nudge, not the answer: the failure reason printed before it says what went wrong.
+PIVOT_HINT = ("section 3 of this notebook walks through the sequence; when pivot_root fails, its "
+              "errno names the trap (section 5, and ERRORS in pivot_root(2)); if the old root is "
+              "still listed, read the NOTES of pivot_root(2) on pivot_root('.', '.')")
 
 
 def _pivot_facts(fn: Callable[[str], None], root: str, marker: str) -> dict[str, Any]:
@@ -87,8 +89,8 @@ SAMPLE_POINTS = ["/", "/proc", "/mnt/my disk", "/srv/tab\tand\\slash"]
 
 
 @exercise("01.mountinfo",
-          hint="the mount point is the 5th space-separated field; paths escape ' ' as \\040, "
-               "tab as \\011 and '\\' as \\134 (proc(5))")
+          hint="proc(5) names every field of /proc/PID/mountinfo, and says how a path with "
+               "unusual characters is written there; compare the sample's odd paths with it")
 def check_mountinfo(fn: Callable[[str], list[str]]) -> None:
     """Write mount_points(text): the mount points listed in /proc/self/mountinfo."""
     from contain import linux
@@ -106,8 +108,8 @@ def check_mountinfo(fn: Callable[[str], list[str]]) -> None:
 
 
 @exercise("01.static",
-          hint="read the ELF program headers: a dynamically linked program has a PT_INTERP "
-               "entry (type 3) naming its loader; anything that is not ELF is not static")
+          hint="elf(5): which program header asks the kernel to start a loader first? And "
+               "not every file you are given is an ELF program")
 def check_static(fn: Callable[[str], bool]) -> None:
     """Write is_static(path): does this program run without a dynamic loader?"""
     from contain import rootfs
