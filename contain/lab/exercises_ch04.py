@@ -1,4 +1,4 @@
-"""Chapter 4's exercises: overlay's option string, and the whiteout of a deleted file."""
+"""Chapter 4's exercises: overlay's option string, and the layer entries of deletions."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from contain.lab.exercises import exercise
 
 
 @exercise("04.lowerdir",
-          hint="lowerdir lists the TOPMOST layer first (leftmost wins), so reverse the build "
-               "order; then upperdir=...,workdir=... separated by commas")
+          hint="which lowerdir does overlay look in first, and which layer should win? "
+               "Compare with the order the layers were built in. The other two options "
+               "follow lowerdir in the same string (section 1 printed one).")
 def check_lowerdir(fn: Callable[[list[str], str, str], str]) -> None:
     """Write overlay_options(layers, upper, work): layers are given base first, as built."""
     from contain import linux
@@ -51,30 +52,47 @@ def check_lowerdir(fn: Callable[[list[str], str, str], str]) -> None:
 
 
 @exercise("04.whiteout-name",
-          hint="keep the directory part and put '.wh.' in front of the last name: "
-               "'etc/motd' -> 'etc/.wh.motd'")
+          hint="a layer tar stores a deletion as a file NEXT TO the deleted name, in the "
+               "same directory; a replaced directory gets a marker file INSIDE it. Section 4 "
+               "listed both kinds. Tar entry names are relative: no leading '/'.")
 def check_whiteout_name(fn: Callable[[str], str]) -> None:
-    """Write whiteout_entry(path): the layer-tar entry that deletes ``path``."""
+    """Write layer_entry(change): the layer-tar entry that records a deletion."""
     import io
     import tarfile
 
     from contain import overlay
 
-    cases = {"etc/motd": "etc/.wh.motd", "bin/ls": "bin/.wh.ls", "top": ".wh.top",
-             "usr/share/doc/readme": "usr/share/doc/.wh.readme"}
-    for path, expected in cases.items():
-        got = fn(path)
-        assert got == expected, f"for {path!r} you returned {got!r}, expected {expected!r}"
-    # And for real: a layer holding your whiteout deletes the file when applied.
+    cases = {
+        "deleted etc/motd": "etc/.wh.motd",
+        "deleted /bin/ls": "bin/.wh.ls",
+        "deleted top": ".wh.top",
+        "deleted usr/share/doc/readme": "usr/share/doc/.wh.readme",
+        "replaced directory data": "data/.wh..wh..opq",
+        "replaced directory /var/cache/apt": "var/cache/apt/.wh..wh..opq",
+    }
+    for change, expected in cases.items():
+        got = fn(change)
+        assert got == expected, f"for {change!r} you returned {got!r}, expected {expected!r}"
+    # And for real: a layer holding your entries changes a directory as the container did.
     with tempfile.TemporaryDirectory(prefix="contain-lab-ex04-") as tmp:
         root = Path(tmp)
-        (root / "etc").mkdir()
-        (root / "etc/motd").write_text("hello")
-        (root / "etc/passwd").write_text("root")
+        for name in ("etc/motd", "etc/passwd", "data/old.txt", "data/sub/deep.txt"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text("from the base\n")
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.addfile(tarfile.TarInfo(fn("etc/motd")))
+            tar.addfile(tarfile.TarInfo(fn("deleted etc/motd")))
+            data = tarfile.TarInfo("data")
+            data.type = tarfile.DIRTYPE
+            tar.addfile(data)
+            tar.addfile(tarfile.TarInfo(fn("replaced directory data")))
+            new = tarfile.TarInfo("data/new.txt")
+            new.size = 6
+            tar.addfile(new, io.BytesIO(b"fresh\n"))
         buf.seek(0)
         overlay.apply(buf, root)
         assert not (root / "etc/motd").exists(), "applying the layer did not delete etc/motd"
         assert (root / "etc/passwd").exists(), "the whiteout deleted the wrong file"
+        left = sorted(str(p.relative_to(root / "data")) for p in (root / "data").rglob("*"))
+        assert left == ["new.txt"], (f"after the layer, data/ holds {left}: the replaced "
+                                     "directory must show only what the layer put in it")

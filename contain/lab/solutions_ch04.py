@@ -13,6 +13,12 @@ def overlay_options(layers: list[str], upper: str, work: str) -> str:
 
 
 @reference("04.whiteout-name")
-def whiteout_entry(path: str) -> str:
-    head, _, name = path.strip("/").rpartition("/")
+def layer_entry(change: str) -> str:
+    kind, _, path = change.rpartition(" ")
+    path = path.strip("/")  # tar entry names are relative to the layer's root
+    if kind == "replaced directory":
+        # The opaque marker sits INSIDE the directory: hide everything below it.
+        return f"{path}/.wh..wh..opq"
+    # A whiteout sits next to the deleted name, in the same directory.
+    head, _, name = path.rpartition("/")
     return f"{head}/.wh.{name}" if head else f".wh.{name}"
