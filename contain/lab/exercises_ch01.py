@@ -25,8 +25,10 @@ def _pivot_facts(fn: Callable[[str], None], root: str, marker: str) -> dict[str,
     from contain import linux, rootfs
 
     linux.unshare(linux.CLONE_NEWNS)
-    # As on a systemd host, where / is a shared mount (systemd makes it so at boot): here
-    # the sharing stays inside this child's namespace, with no peer on the host.
+    # As on a systemd host, where / is a shared mount (systemd makes it so at boot). Private
+    # first: on a real systemd host the new namespace's mounts are peers of the host's, so
+    # only a fresh peer group keeps the sharing inside this child's namespace.
+    linux.make_private("/")
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SHARED)
     fn(root)
     facts: dict[str, Any] = {
