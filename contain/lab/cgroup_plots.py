@@ -38,6 +38,32 @@ def wait_for_cgroup(container_id: str, proc: subprocess.Popen[Any],
     raise TimeoutError(f"no cgroup {name} after {timeout} s")
 
 
+def wait_for_pid_file(path: str | Path, proc: subprocess.Popen[Any],
+                      timeout: float = 60) -> int:
+    """The host PID that ``contain run --pid-file PATH`` (``proc``) writes once PID 1 runs."""
+    path = Path(path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return int(path.read_text())
+        except (FileNotFoundError, ValueError):  # not written yet, or half-written
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the container ended before it wrote {path} "
+                               f"(exit status {proc.returncode})")
+        time.sleep(0.01)
+    raise TimeoutError(f"no PID in {path} after {timeout} s")
+
+
+def parent_of(pid: int) -> int:
+    """The parent PID of ``pid``, from the ``PPid:`` line of /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    raise LookupError(f"no PPid line in /proc/{pid}/status")
+
+
 def sample(container_id: str, proc: subprocess.Popen[Any], every: float = 0.2,
            limit: float = 60) -> Iterator[tuple[float, Stats]]:
     """(seconds since the first sample, stats) while the container runs (``limit`` s at most)."""

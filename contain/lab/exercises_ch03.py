@@ -22,9 +22,9 @@ BAD_SIZES = ["12qb", "-1", "", "m", "0", "1.2.3m", "ten"]
 
 
 @exercise("03.parse-memory",
-          hint="match a number and an optional unit letter (b, k, m, g, any case, an optional "
-               "trailing 'b'); multiply by 1024 per step; raise ValueError for anything else, "
-               "zero and negative sizes included")
+          hint="split the text into a number and an optional unit: how many bytes is one k, "
+               "one m, one g? Then try your function on the failing example in the message, "
+               "and on '0', '-1' and '12qb': which of them should raise ValueError?")
 def check_parse_memory(fn: Callable[[str], int]) -> None:
     """Write parse_memory(text): '256m' -> 268435456 bytes, ValueError for nonsense."""
     for text, expected in SIZES:
@@ -46,8 +46,9 @@ def _scratch_cgroup(tag: str):  # type: ignore[no-untyped-def]
 
 
 @exercise("03.cpu-max",
-          hint="quota = cpus × period with period = 100000 µs; v2 writes 'QUOTA PERIOD' to "
-               "cpu.max, v1 writes the two numbers to cpu.cfs_quota_us and cpu.cfs_period_us")
+          hint="--cpus says how much of each CFS period the group may run: look at what "
+               "section 3 printed for --cpus 0.5 on both versions (one file on v2, two on "
+               "v1), and at the period contain uses (contain.cgroups.limits.CPU_PERIOD_US)")
 def check_cpu_max(fn: Callable[[float], dict[str, str]]) -> None:
     """Write cpu_files(cpus): the v2 cpu.max line and the v1 CFS files for --cpus."""
     from contain import cgroups
@@ -81,9 +82,11 @@ def check_cpu_max(fn: Callable[[float], dict[str, str]]) -> None:
 
 
 @exercise("03.find-cgroup",
-          hint="read /proc/PID/cgroup: v1 lines are 'ID:controllers:PATH', the v2 line is "
-               "'0::PATH'; join PATH to the controller's mount point from /proc/self/mountinfo "
-               "(on v2 there is one mount for all controllers)")
+          hint="PATH in /proc/PID/cgroup is relative to the hierarchy's root, and a hierarchy "
+               "can be mounted from a subdirectory of it: field 4 of /proc/self/mountinfo is "
+               "that mount root (strip it from PATH when it is not '/'). A v1 line or mount can "
+               "hold several controllers ('cpu,cpuacct'): compare whole names, not substrings; "
+               "which line and mount hold a controller on v2?")
 def check_find_cgroup(fn: Callable[[int, str], str]) -> None:
     """Write cgroup_dir(pid, controller): the directory of pid's cgroup for a controller."""
     cg = _scratch_cgroup("find")
