@@ -10,49 +10,59 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from contain import cgroups
 from contain.cgroups import Cgroup, CgroupError, Stats
+
+T = TypeVar("T")
 
 
 def wait_for_cgroup(container_id: str, proc: subprocess.Popen[Any],
                     timeout: float = 60) -> Cgroup:
     """The cgroup of a container that ``proc`` (a ``contain run``) is starting."""
     name = cgroups.container_cgroup(container_id)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def populated() -> Cgroup | None:
         try:
             cg = cgroups.open_cgroup(name)
-            if cg.procs():
-                return cg
         except CgroupError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"the container ended before its cgroup could be read "
-                               f"(exit status {proc.returncode})")
-        time.sleep(0.01)
-    raise TimeoutError(f"no cgroup {name} after {timeout} s")
+            return None
+        return cg if cg.procs() else None
+
+    return _poll(populated, proc, f"its cgroup {name} could be read", timeout)
 
 
 def wait_for_pid_file(path: str | Path, proc: subprocess.Popen[Any],
                       timeout: float = 60) -> int:
     """The host PID that ``contain run --pid-file PATH`` (``proc``) writes once PID 1 runs."""
     path = Path(path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def written() -> int | None:
         try:
             return int(path.read_text())
         except (FileNotFoundError, ValueError):  # not written yet, or half-written
-            pass
+            return None
+
+    return _poll(written, proc, f"it wrote {path}", timeout)
+
+
+def _poll(probe: Callable[[], T | None], proc: subprocess.Popen[Any], what: str,
+          timeout: float) -> T:
+    """Call ``probe`` until it gives a value; fail if ``proc`` ends first, or on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None:
+            return value
         if proc.poll() is not None:
-            raise RuntimeError(f"the container ended before it wrote {path} "
+            raise RuntimeError(f"the container ended before {what} "
                                f"(exit status {proc.returncode})")
         time.sleep(0.01)
-    raise TimeoutError(f"no PID in {path} after {timeout} s")
+    raise TimeoutError(f"{timeout} s passed before {what}")
 
 
 def parent_of(pid: int) -> int:
