@@ -353,12 +353,6 @@ def _write_proc(pid: int, name: str, text: str) -> None:
                              "the writer is)") from None
 
 
-def read_id_maps(pid: int | str = "self", kind: str = "uid") -> list[IdMap]:
-    """The maps in /proc/PID/uid_map (or gid_map), as the kernel shows them."""
-    with open(f"/proc/{pid}/{kind}_map") as f:
-        return [IdMap.parse(line) for line in f if line.strip()]
-
-
 # --- time namespaces: clock offsets ----------------------------------------------------------
 @dataclass(frozen=True)
 class TimeOffsets:

@@ -280,20 +280,24 @@ def expand_list(text: str) -> set[int]:
 
 def check_host(limits: Limits) -> None:
     """Refuse limits this machine cannot honour at all (missing CPUs, not a disk)."""
-    if limits.cpuset_cpus is not None:
-        online = online_list("/sys/devices/system/cpu/online")
-        missing = expand_list(limits.cpuset_cpus) - online
-        if missing:
-            raise LimitError(f"--cpuset-cpus {limits.cpuset_cpus}: no CPU {min(missing)} here; "
-                             f"this machine has CPUs {_as_list(online)}")
-    if limits.cpuset_mems is not None:
-        nodes = online_list("/sys/devices/system/node/online")
-        missing = expand_list(limits.cpuset_mems) - nodes
-        if missing:
-            raise LimitError(f"--cpuset-mems {limits.cpuset_mems}: no memory node "
-                             f"{min(missing)} here; this machine has {_as_list(nodes)}")
+    _check_online("--cpuset-cpus", limits.cpuset_cpus, "/sys/devices/system/cpu/online",
+                  "CPU", "CPUs ")
+    _check_online("--cpuset-mems", limits.cpuset_mems, "/sys/devices/system/node/online",
+                  "memory node", "")
     for rate in limits.device_read_bps + limits.device_write_bps:
         rate.device_number()
+
+
+def _check_online(option: str, wanted: str | None, online_path: str, what: str,
+                  plural: str) -> None:
+    """Every CPU (or memory node) in ``wanted`` must be online on this machine."""
+    if wanted is None:
+        return
+    online = online_list(online_path)
+    missing = expand_list(wanted) - online
+    if missing:
+        raise LimitError(f"{option} {wanted}: no {what} {min(missing)} here; "
+                         f"this machine has {plural}{_as_list(online)}")
 
 
 def check_version(limits: Limits, version: int) -> None:

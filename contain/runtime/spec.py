@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from contain import namespaces as ns
-from contain.namespaces import DEFAULT, DEFAULT_ID_MAP, IdMap, Namespace, TimeOffsets
+from contain.namespaces import (
+    DEFAULT,
+    DEFAULT_ID_MAP,
+    IdMap,
+    Namespace,
+    TimeOffsets,
+    parse_id_maps,
+    parse_kinds,
+)
 
 if TYPE_CHECKING:
     from contain.cgroups.limits import Limits
@@ -68,13 +75,13 @@ class RunSpec:
                 time_offset: str | None = None) -> None:
         """Chapter 2, from what users type: which namespaces (``"mnt,uts,pid"``), the
         user namespace's maps (``"0:100000:65536"``), the time namespace's offsets."""
-        chosen = set(ns.parse_kinds(kinds) if kinds else self.namespaces)
+        chosen = set(parse_kinds(kinds) if kinds else self.namespaces)
         if userns or uidmap or gidmap:
             chosen.add(Namespace.USER)
         if uidmap:
-            self.uid_maps = ns.parse_id_maps(",".join(uidmap))
+            self.uid_maps = parse_id_maps(",".join(uidmap))
         if gidmap:
-            self.gid_maps = ns.parse_id_maps(",".join(gidmap))
+            self.gid_maps = parse_id_maps(",".join(gidmap))
         elif uidmap:
             self.gid_maps = list(self.uid_maps)
         if time_offset:

@@ -68,12 +68,7 @@ def in_cgroup(cg: Cgroup, fn: Callable[[], None]) -> tuple[int, float]:
             os._exit(99)
         os._exit(0)
     os.close(go_r)
-    try:
-        cg.add(pid)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
+    _add_or_kill(cg, pid)
     t0 = time.monotonic()
     os.write(go_w, b"g")
     os.close(go_w)
@@ -275,13 +270,18 @@ def _sleeper(cg: Cgroup) -> int:
     if pid == 0:
         time.sleep(60)
         os._exit(0)
+    _add_or_kill(cg, pid)
+    return pid
+
+
+def _add_or_kill(cg: Cgroup, pid: int) -> None:
+    """Put ``pid`` in ``cg``; if that fails, leave no orphan child behind."""
     try:
         cg.add(pid)
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
-    return pid
 
 
 @pytest.mark.parametrize("how", ["kill_all", "kill_frozen"])
